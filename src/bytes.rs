@@ -1,0 +1,109 @@
+//! Read-only byte buffers that index files are parsed from.
+//!
+//! The core of the crate takes bytes ([`Bytes`] derefs to `[u8]`); only [`Bytes::map_file`]
+//! touches the file system. Both variants start on a 64-byte boundary, so sections that the
+//! format aligns to 64 bytes within the file are aligned in memory too.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+/// One 64-byte aligned block of an owned buffer.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u8; 64]);
+
+/// An immutable byte buffer: a read-only memory map of a file, or an owned aligned copy.
+pub struct Bytes(Inner);
+
+enum Inner {
+    /// A read-only memory map of a published (never rewritten) index file.
+    Mapped(memmap2::Mmap),
+    /// Bytes held in memory, 64-byte aligned; only the first `len` bytes are meaningful.
+    Owned { blocks: Vec<Block>, len: usize },
+}
+
+impl Bytes {
+    /// Maps `path` read-only.
+    ///
+    /// A zero-length file cannot be mapped; it is returned as an empty owned buffer so that
+    /// the parser reports it as truncated.
+    pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            return Ok(Bytes::copy_from(&[]));
+        }
+        // SAFETY: index files are published by an atomic rename and never modified in place
+        // afterwards (see `index-formats/v1.md`), so the mapped bytes do not change under us.
+        // A file truncated by someone else would raise SIGBUS; that is outside the contract.
+        let map = unsafe { memmap2::MmapOptions::new().map(&file)? };
+        Ok(Bytes(Inner::Mapped(map)))
+    }
+
+    /// Copies `data` into a new 64-byte aligned owned buffer.
+    pub fn copy_from(data: &[u8]) -> Bytes {
+        let mut blocks = vec![Block([0; 64]); data.len().div_ceil(64)];
+        let dst: &mut [u8] = bytemuck_blocks_mut(&mut blocks);
+        dst[..data.len()].copy_from_slice(data);
+        Bytes(Inner::Owned {
+            blocks,
+            len: data.len(),
+        })
+    }
+
+    /// Advises the kernel that the mapping will be accessed at random (graph search, cascade),
+    /// which turns off read-ahead of neighbouring pages. No-op for owned buffers.
+    pub fn advise_random(&self) {
+        #[cfg(unix)]
+        if let Inner::Mapped(m) = &self.0 {
+            // Advice is best effort: failure changes performance, never results.
+            let _ = m.advise(memmap2::Advice::Random);
+        }
+    }
+}
+
+fn bytemuck_blocks_mut(blocks: &mut [Block]) -> &mut [u8] {
+    // SAFETY: `Block` is `repr(C)` of `[u8; 64]` with no padding, so a slice of n blocks is
+    // exactly 64 * n initialised bytes with the lifetime and mutability of the input.
+    unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr() as *mut u8, blocks.len() * 64) }
+}
+
+fn blocks_as_bytes(blocks: &[Block]) -> &[u8] {
+    // SAFETY: as in `bytemuck_blocks_mut`, for a shared slice.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr() as *const u8, blocks.len() * 64) }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Inner::Mapped(m) => m,
+            Inner::Owned { blocks, len } => &blocks_as_bytes(blocks)[..*len],
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Inner::Mapped(_) => "mapped",
+            Inner::Owned { .. } => "owned",
+        };
+        write!(f, "Bytes({kind}, {} bytes)", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_bytes_are_aligned_and_exact() {
+        let data: Vec<u8> = (0..200u32).map(|i| i as u8).collect();
+        let b = Bytes::copy_from(&data);
+        assert_eq!(&*b, &data[..]);
+        assert_eq!(b.as_ptr() as usize % 64, 0);
+        assert!(Bytes::copy_from(&[]).is_empty());
+    }
+}

@@ -1,0 +1,172 @@
+//! Beam search over the coarse graph: greedy descent through the upper layers, then a
+//! best-first search of layer 0 with a beam of `ef`, maximising the inner product on the
+//! prefix. All working memory lives in a reusable [`GraphScratch`]: visited marks by epoch
+//! counter, heaps whose capacity survives between queries.
+
+use super::{CoarseGraph, NO_NEIGHBOUR};
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+/// Scores rows against one query on the coarse prefix.
+pub trait CoarseScorer {
+    /// Inner product of the query with row `row` on the prefix.
+    fn score(&self, row: u32) -> f32;
+    /// Starts loading row `row` into cache.
+    fn prefetch(&self, row: u32);
+}
+
+/// A row with its score. Ordered by score, ties broken towards the smaller row, so that
+/// searches are deterministic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    /// Inner product so far.
+    pub score: f32,
+    /// Row in the store.
+    pub row: u32,
+}
+
+impl Eq for Candidate {}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.row.cmp(&self.row))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Reusable working memory of the graph search.
+#[derive(Debug, Default)]
+pub struct GraphScratch {
+    visited: Vec<u32>,
+    epoch: u32,
+    candidates: BinaryHeap<Candidate>,
+    results: BinaryHeap<Reverse<Candidate>>,
+    fresh: Vec<u32>,
+    /// Rows scored by the last search.
+    pub scored: usize,
+}
+
+impl GraphScratch {
+    fn begin(&mut self, n: usize) {
+        if self.visited.len() < n {
+            self.visited.resize(n, 0);
+        }
+        if self.epoch == u32::MAX {
+            self.visited.iter_mut().for_each(|v| *v = 0);
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+        self.candidates.clear();
+        self.results.clear();
+        self.scored = 0;
+    }
+
+    #[inline]
+    fn visit(&mut self, row: u32) -> bool {
+        let slot = &mut self.visited[row as usize];
+        if *slot == self.epoch {
+            false
+        } else {
+            *slot = self.epoch;
+            true
+        }
+    }
+}
+
+/// Searches `graph` for the `ef` best eligible rows by `scorer`, writing them (unordered) to
+/// `out`. Ineligible rows are traversed but not returned, so a filter never disconnects the
+/// search; with a very selective filter the search widens until `ef` eligible rows are found
+/// or the reachable graph is exhausted.
+pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
+    graph: &CoarseGraph,
+    scorer: &S,
+    ef: usize,
+    scratch: &mut GraphScratch,
+    eligible: F,
+    out: &mut Vec<Candidate>,
+) {
+    let ef = ef.max(1);
+    scratch.begin(graph.len());
+    let mut cur = graph.meta().entry_point;
+    let mut cur_score = scorer.score(cur);
+    scratch.scored += 1;
+    for layer in (1..graph.n_layers()).rev() {
+        loop {
+            let mut changed = false;
+            if let Some(list) = graph.neighbours(layer, cur) {
+                for &nb in list {
+                    if nb == NO_NEIGHBOUR {
+                        break;
+                    }
+                    let s = scorer.score(nb);
+                    scratch.scored += 1;
+                    if s > cur_score {
+                        cur_score = s;
+                        cur = nb;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+    scratch.visit(cur);
+    let start = Candidate {
+        score: cur_score,
+        row: cur,
+    };
+    scratch.candidates.push(start);
+    if eligible(cur) {
+        scratch.results.push(Reverse(start));
+    }
+    while let Some(c) = scratch.candidates.pop() {
+        if scratch.results.len() >= ef {
+            if let Some(Reverse(worst)) = scratch.results.peek() {
+                if c.score < worst.score {
+                    break;
+                }
+            }
+        }
+        scratch.fresh.clear();
+        for &nb in graph.layer0_neighbours(c.row) {
+            if nb == NO_NEIGHBOUR {
+                break;
+            }
+            if scratch.visit(nb) {
+                scorer.prefetch(nb);
+                scratch.fresh.push(nb);
+            }
+        }
+        for i in 0..scratch.fresh.len() {
+            let nb = scratch.fresh[i];
+            let s = scorer.score(nb);
+            scratch.scored += 1;
+            let full = scratch.results.len() >= ef;
+            let worst = scratch
+                .results
+                .peek()
+                .map_or(f32::NEG_INFINITY, |r| r.0.score);
+            if !full || s > worst {
+                let cand = Candidate { score: s, row: nb };
+                scratch.candidates.push(cand);
+                if eligible(nb) {
+                    scratch.results.push(Reverse(cand));
+                    if scratch.results.len() > ef {
+                        scratch.results.pop();
+                    }
+                }
+            }
+        }
+    }
+    out.clear();
+    out.extend(scratch.results.drain().map(|r| r.0));
+}

@@ -1,0 +1,99 @@
+//! # mrl-index
+//!
+//! Approximate maximum-inner-product search over Matryoshka embeddings: vectors whose every
+//! prefix (8, 16, …, 1024 dims) is itself a trained embedding, scored by raw inner products.
+//!
+//! ```text
+//! ingest (.npy/.fvecs) ──► store: every vector once, full width, band-major by nested width
+//!                               (memory-mapped; band 0 = the coarse prefix, contiguous)
+//!                      ──► coarse graph: HNSW on the prefix (built by hnsw_rs in the
+//!                               MIPS→L2 reduced space, exported to flat u32 lists, mapped)
+//! query ──► coarse stage: beam search on the graph, keep₀ candidates
+//!       ──► cascade: each stage adds the next band's dot product to every candidate's score
+//!                    (no dimension multiplied twice) and keeps the best keepᵢ
+//!       ──► hits {id, score}: exact inner products at the plan's final width
+//! ```
+//!
+//! In a recommender, a user's history goes through the query encoder to give the query
+//! vector; the history's own items are usually excluded with a [`Filter`].
+//!
+//! ```no_run
+//! use mrl_index::{Index, IndexBuilder, SearchParams, Filter};
+//! use mrl_index::ingest::MatrixSource;
+//! use mrl_index::progress::NoProgress;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dim = 256;
+//! let items = MatrixSource::new(vec![0.5; 1000 * dim], dim)?;
+//! IndexBuilder::new().coarse_dim(64).build(&items, None, "my-index".as_ref(), &NoProgress)?;
+//!
+//! let index = Index::open("my-index")?;           // O(1): maps the files
+//! let query = vec![0.1f32; dim];
+//! let hits = index.search(&query, 10, &SearchParams::default())?;
+//! let history = [3u64, 17, 42];
+//! let recs = index.search_filtered(&query, 10, &SearchParams::default(), &Filter::deny(&history))?;
+//! # let _ = (hits, recs);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Module map: [`ingest`] reads input files; [`store`] is the embedding store; [`graph`] the
+//! coarse graph (build and search); [`plan`] and [`search`] the cascade; [`index`] ties them
+//! into [`Index`]; [`build`] is [`IndexBuilder`]; [`format`] is the container shared by all
+//! files (spec in `index-formats/v1.md`); [`exact`] is brute force for ground truth;
+//! [`synth`] generates Matryoshka-like test data.
+
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod build;
+pub mod bytes;
+pub mod exact;
+pub mod format;
+pub mod graph;
+pub mod index;
+pub mod ingest;
+pub mod manifest;
+pub mod plan;
+pub mod progress;
+pub mod search;
+pub mod simd;
+pub mod store;
+pub mod synth;
+
+pub use build::{BuildError, BuildReport, IndexBuilder};
+pub use index::{Index, IndexError};
+pub use plan::{Keep, SearchPlan, Stage};
+pub use search::{Filter, Hit, Scratch, SearchError, SearchParams};
+
+/// Any error of the crate, for callers that handle them alike (the command line does).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading input files.
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    /// Building an index.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Opening or verifying an index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Answering a query.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// A search plan.
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn index_is_send_and_sync() {
+        assert_send_sync::<crate::Index>();
+    }
+}

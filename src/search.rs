@@ -1,0 +1,389 @@
+//! The query path: coarse graph search, then the cascade of prefix reranks.
+//!
+//! ```text
+//! query ──► coarse stage: graph beam search on band 0..c (ef ≥ keep₀) ──► keep₀ candidates
+//!        ──► stage i: score += q[wᵢ₋₁..wᵢ]·x[wᵢ₋₁..wᵢ] for each candidate, keep the best keepᵢ
+//!        ──► final stage: best k, scores exact inner products at the final width
+//! ```
+//!
+//! No dimension is multiplied twice: each stage reads only the bands it adds. All working
+//! memory is in a reusable [`Scratch`], so a warm search allocates nothing but its answer.
+
+use crate::graph::search::{search_graph, Candidate, CoarseScorer, GraphScratch};
+use crate::graph::CoarseGraph;
+use crate::plan::{PlanError, SearchPlan};
+use crate::simd;
+use crate::store::Store;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// One result: an item's external id and its inner product with the query at the plan's
+/// final width.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// External id of the item.
+    pub id: u64,
+    /// Inner product with the query over the plan's final width.
+    pub score: f32,
+}
+
+/// Per-search settings. `None` fields take the index's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchParams {
+    /// The cascade; `None` for [`crate::Index::default_plan`].
+    pub plan: Option<SearchPlan>,
+    /// Beam width of the coarse graph search; raised to the coarse stage's keep if smaller.
+    /// `None` for the coarse stage's keep.
+    pub ef: Option<usize>,
+}
+
+impl SearchParams {
+    /// Parameters with an explicit plan.
+    pub fn with_plan(plan: SearchPlan) -> SearchParams {
+        SearchParams {
+            plan: Some(plan),
+            ef: None,
+        }
+    }
+}
+
+/// Which items may be returned. Ids unknown to the index are ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    /// If given, only these items may be returned.
+    pub allow: Option<&'a [u64]>,
+    /// These items are never returned (e.g. the user's history).
+    pub deny: &'a [u64],
+}
+
+impl<'a> Filter<'a> {
+    /// No filtering.
+    pub const NONE: Filter<'static> = Filter {
+        allow: None,
+        deny: &[],
+    };
+
+    /// Excludes `ids`.
+    pub fn deny(ids: &'a [u64]) -> Filter<'a> {
+        Filter {
+            allow: None,
+            deny: ids,
+        }
+    }
+
+    /// Only `ids` may be returned.
+    pub fn allow(ids: &'a [u64]) -> Filter<'a> {
+        Filter {
+            allow: Some(ids),
+            deny: &[],
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.allow.is_none() && self.deny.is_empty()
+    }
+}
+
+/// A query that cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query's length is not the index's dimension.
+    #[error("query dimension mismatch: the index holds {expected}-d vectors, the query has {got} values")]
+    DimensionMismatch {
+        /// The index's full dimension.
+        expected: usize,
+        /// The query's length.
+        got: usize,
+    },
+    /// The query holds NaN or an infinity.
+    #[error("query value at dim {dim} is {value}: queries must be finite")]
+    NonFiniteQuery {
+        /// The offending dimension.
+        dim: usize,
+        /// The value found.
+        value: f32,
+    },
+    /// `k` was 0.
+    #[error("k must be at least 1")]
+    ZeroK,
+    /// The plan does not fit the index.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// Work counters of the last search, for benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Rows scored at the coarse width (graph search or exact fallback).
+    pub coarse_scored: usize,
+    /// Candidate extensions performed by the later stages.
+    pub reranked: usize,
+    /// Multiply-adds in all dot products.
+    pub multiply_adds: u64,
+    /// Whether the coarse stage scanned eligible rows exactly instead of searching the graph
+    /// (a selective allow-list, or a filter that left the graph search short).
+    pub exact_coarse: bool,
+}
+
+/// Reusable working memory for searches. One per thread; `Index::search` keeps one in
+/// thread-local storage, `Index::search_with` takes one explicitly.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    graph: GraphScratch,
+    marks: Vec<u32>,
+    mark_epoch: u32,
+    allow_rows: Vec<u32>,
+    pool: Vec<Candidate>,
+    heap: BinaryHeap<Reverse<Candidate>>,
+    /// Counters of the last search.
+    pub stats: SearchStats,
+}
+
+/// Scores rows on the first `n_bands` bands of the store.
+pub(crate) struct PrefixScorer<'a> {
+    pub store: &'a Store,
+    pub query: &'a [f32],
+    pub n_bands: usize,
+}
+
+impl CoarseScorer for PrefixScorer<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        if self.n_bands == 1 {
+            let b = &self.store.bands()[0];
+            simd::dot(&self.query[..b.end], self.store.row(0, row as usize))
+        } else {
+            self.store.prefix_dot(self.query, row as usize, self.n_bands)
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        for (b, band) in self.store.bands()[..self.n_bands].iter().enumerate() {
+            simd::prefetch_bytes(self.store.row_ptr(b, row as usize), band.width() * 4);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FilterMode {
+    None,
+    /// Marked rows are denied.
+    Deny,
+    /// Marked rows are allowed (and not denied).
+    Allow,
+}
+
+impl Scratch {
+    /// A new, empty scratch; it grows to the index's size on first use.
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+
+    fn next_mark_epoch(&mut self, n: usize) -> u32 {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        if self.mark_epoch == u32::MAX {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.mark_epoch = 0;
+        }
+        self.mark_epoch += 1;
+        self.mark_epoch
+    }
+
+    /// Marks the filter's rows and returns the mode and the number of eligible rows.
+    fn prepare_filter(&mut self, store: &Store, filter: &Filter) -> (FilterMode, usize) {
+        let n = store.len();
+        if filter.is_none() {
+            return (FilterMode::None, n);
+        }
+        let epoch = self.next_mark_epoch(n);
+        self.allow_rows.clear();
+        match filter.allow {
+            None => {
+                let mut denied = 0;
+                for &id in filter.deny {
+                    if let Some(r) = store.row_of(id) {
+                        let m = &mut self.marks[r as usize];
+                        if *m != epoch {
+                            *m = epoch;
+                            denied += 1;
+                        }
+                    }
+                }
+                (FilterMode::Deny, n - denied)
+            }
+            Some(allow) => {
+                for &id in allow {
+                    if let Some(r) = store.row_of(id) {
+                        let m = &mut self.marks[r as usize];
+                        if *m != epoch {
+                            *m = epoch;
+                            self.allow_rows.push(r);
+                        }
+                    }
+                }
+                for &id in filter.deny {
+                    if let Some(r) = store.row_of(id) {
+                        self.marks[r as usize] = 0;
+                    }
+                }
+                let marks = &self.marks;
+                self.allow_rows.retain(|&r| marks[r as usize] == epoch);
+                (FilterMode::Allow, self.allow_rows.len())
+            }
+        }
+    }
+}
+
+/// An allow-list at most this fraction of the index (or at most the coarse keep) is scanned
+/// exactly instead of searched through the graph: cheaper, and exact.
+const ALLOW_SCAN_FRACTION: usize = 50;
+
+/// Validates a query against the store's dimension.
+pub(crate) fn check_query(store: &Store, query: &[f32]) -> Result<(), SearchError> {
+    if query.len() != store.dim() {
+        return Err(SearchError::DimensionMismatch {
+            expected: store.dim(),
+            got: query.len(),
+        });
+    }
+    if let Some((dim, &value)) = query.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(SearchError::NonFiniteQuery { dim, value });
+    }
+    Ok(())
+}
+
+/// Runs one cascade search. `plan` must have been checked against the index.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cascade(
+    store: &Store,
+    graph: &CoarseGraph,
+    plan: &SearchPlan,
+    ef: Option<usize>,
+    query: &[f32],
+    k: usize,
+    filter: &Filter,
+    scratch: &mut Scratch,
+    out: &mut Vec<Hit>,
+) {
+    out.clear();
+    scratch.stats = SearchStats::default();
+    let stages = plan.stages();
+    let coarse_bands = store
+        .bands_for_width(plan.coarse_width())
+        .expect("plan checked against the index");
+    let keep0 = stages[0].keep.resolve(k);
+    let (mode, eligible_count) = scratch.prepare_filter(store, filter);
+    let needed = keep0.min(eligible_count);
+    if needed == 0 {
+        return;
+    }
+    let scorer = PrefixScorer {
+        store,
+        query,
+        n_bands: coarse_bands,
+    };
+    let coarse_width = plan.coarse_width() as u64;
+    let epoch = scratch.mark_epoch;
+    let use_allow_scan =
+        mode == FilterMode::Allow && eligible_count <= keep0.max(store.len() / ALLOW_SCAN_FRACTION);
+    if !use_allow_scan {
+        let ef = ef.unwrap_or(keep0).max(keep0);
+        let marks = &scratch.marks;
+        match mode {
+            FilterMode::None => search_graph(graph, &scorer, ef, &mut scratch.graph, |_| true, &mut scratch.pool),
+            FilterMode::Deny => search_graph(
+                graph,
+                &scorer,
+                ef,
+                &mut scratch.graph,
+                |r| marks[r as usize] != epoch,
+                &mut scratch.pool,
+            ),
+            FilterMode::Allow => search_graph(
+                graph,
+                &scorer,
+                ef,
+                &mut scratch.graph,
+                |r| marks[r as usize] == epoch,
+                &mut scratch.pool,
+            ),
+        }
+        scratch.stats.coarse_scored = scratch.graph.scored;
+    }
+    if use_allow_scan || scratch.pool.len() < needed {
+        // Exact coarse scan of the eligible rows: for selective allow-lists, and as the
+        // guarantee that k results come back whenever k eligible items exist.
+        scratch.stats.exact_coarse = true;
+        scratch.heap.clear();
+        let push = |heap: &mut BinaryHeap<Reverse<Candidate>>, row: u32| {
+            let c = Candidate {
+                score: scorer.score(row),
+                row,
+            };
+            if heap.len() < keep0 {
+                heap.push(Reverse(c));
+            } else if let Some(mut worst) = heap.peek_mut() {
+                if c > worst.0 {
+                    *worst = Reverse(c);
+                }
+            }
+        };
+        if mode == FilterMode::Allow {
+            for &row in &scratch.allow_rows {
+                push(&mut scratch.heap, row);
+            }
+            scratch.stats.coarse_scored += scratch.allow_rows.len();
+        } else {
+            for row in 0..store.len() as u32 {
+                if mode == FilterMode::None || scratch.marks[row as usize] != epoch {
+                    push(&mut scratch.heap, row);
+                }
+            }
+            scratch.stats.coarse_scored += eligible_count;
+        }
+        scratch.pool.clear();
+        scratch.pool.extend(scratch.heap.drain().map(|r| r.0));
+    }
+    scratch.stats.multiply_adds = scratch.stats.coarse_scored as u64 * coarse_width;
+    let pool = &mut scratch.pool;
+    truncate_best(pool, keep0);
+    let mut done_bands = coarse_bands;
+    for stage in &stages[1..] {
+        let n_bands = store
+            .bands_for_width(stage.width)
+            .expect("plan checked against the index");
+        for b in done_bands..n_bands {
+            let band = &store.bands()[b];
+            let q = &query[band.start..band.end];
+            const AHEAD: usize = 4;
+            for i in 0..pool.len() {
+                if let Some(next) = pool.get(i + AHEAD) {
+                    simd::prefetch_bytes(store.row_ptr(b, next.row as usize), band.width() * 4);
+                }
+                let c = &mut pool[i];
+                c.score += simd::dot(q, store.row(b, c.row as usize));
+            }
+            scratch.stats.multiply_adds += (pool.len() * band.width()) as u64;
+        }
+        scratch.stats.reranked += pool.len();
+        done_bands = n_bands;
+        truncate_best(pool, stage.keep.resolve(k));
+    }
+    pool.sort_unstable_by(|a, b| b.cmp(a));
+    pool.truncate(k);
+    out.extend(pool.iter().map(|c| Hit {
+        id: store.id(c.row as usize),
+        score: c.score,
+    }));
+}
+
+/// Keeps the `keep` best candidates of `pool` (in no particular order).
+fn truncate_best(pool: &mut Vec<Candidate>, keep: usize) {
+    if pool.len() > keep {
+        pool.select_nth_unstable_by(keep - 1, |a, b| b.cmp(a));
+        pool.truncate(keep);
+    }
+}
