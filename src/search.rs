@@ -139,10 +139,13 @@ pub struct Scratch {
     pub stats: SearchStats,
 }
 
-/// Scores rows on the first `n_bands` bands of the store.
-pub(crate) struct PrefixScorer<'a> {
+/// Scores rows on the first `n_bands` bands of the store: the coarse stage's scorer.
+pub struct PrefixScorer<'a> {
+    /// The store.
     pub store: &'a Store,
+    /// The query (full width).
     pub query: &'a [f32],
+    /// Bands making up the prefix.
     pub n_bands: usize,
 }
 

@@ -201,15 +201,21 @@ pub fn export(reference: &ReferenceHnsw, m: usize) -> ExportedGraph {
     let top = indexation.get_max_level_observed() as usize;
     let mut layer0 = vec![NO_NEIGHBOUR; n * m0];
     let mut upper_lists: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top];
+    let mut levels = vec![0u8; n];
+    for point in indexation {
+        levels[point.get_origin_id()] = point.get_point_id().0;
+    }
     for point in indexation {
         let row = point.get_origin_id();
         let level = point.get_point_id().0 as usize;
         let hoods = point.get_neighborhood_id();
         for (layer, hood) in hoods.iter().enumerate().take(level + 1) {
+            // hnsw_rs occasionally leaves a node of a lower level in an upper layer's list;
+            // such a link leads nowhere on that layer, so it is dropped.
             let list: Vec<u32> = hood
                 .iter()
                 .map(|nb| nb.d_id as u32)
-                .filter(|&x| x as usize != row)
+                .filter(|&x| x as usize != row && levels[x as usize] as usize >= layer)
                 .collect();
             if layer == 0 {
                 for (slot, &x) in layer0[row * m0..(row + 1) * m0].iter_mut().zip(&list) {

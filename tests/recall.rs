@@ -1,0 +1,126 @@
+//! Recall of the default plan and of the coarse graph search against exact search, and the
+//! cascade's exactness properties.
+
+mod common;
+
+use mrl_index::exact::{batch_top_k, mean_recall, recall_at};
+use mrl_index::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphParams};
+use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
+use mrl_index::graph::CoarseGraph;
+use mrl_index::search::PrefixScorer;
+use mrl_index::{Filter, IndexBuilder, SearchParams, SearchPlan};
+use std::io::Cursor;
+
+#[test]
+fn default_plan_recall_at_10_is_at_least_0_95() {
+    let seed = 20261122;
+    let (n, nq, dim) = (20_000, 200, 512);
+    println!("generated Matryoshka-like set: {n} items × {dim} dims, {nq} queries, seed {seed}");
+    let b = common::build(n, nq, dim, seed, IndexBuilder::new().threads(2));
+    let full = b.index.store().bands().len();
+    let truth = batch_top_k(b.index.store(), &b.queries, 10, full);
+    let found = b
+        .index
+        .search_batch(&b.queries, 10, &SearchParams::default(), &Filter::NONE)
+        .unwrap();
+    let recall = mean_recall(&found, &truth, 10);
+    println!("default plan {} recall@10 = {recall:.4}", b.index.default_plan());
+    assert!(recall >= 0.95, "recall@10 {recall} below 0.95 (seed {seed})");
+    // The data must not be trivial: the coarse prefix alone must miss part of the answer.
+    let coarse = batch_top_k(b.index.store(), &b.queries, 10, 1);
+    let coarse_recall = mean_recall(&coarse, &truth, 10);
+    println!("exact 64-d top-10 recall against full width = {coarse_recall:.4}");
+    assert!(coarse_recall < 0.9, "generated set too easy: 64-d alone gives {coarse_recall}");
+}
+
+#[test]
+fn final_scores_are_exact_full_width_inner_products() {
+    let b = common::build(3000, 20, 256, 7, IndexBuilder::new());
+    let dim = 256;
+    for q in b.queries.chunks_exact(dim) {
+        let hits = b.index.search(q, 10, &SearchParams::default()).unwrap();
+        assert_eq!(hits.len(), 10);
+        for w in hits.windows(2) {
+            assert!(w[0].score >= w[1].score, "hits must be best first");
+        }
+        for h in &hits {
+            let row = &b.items[h.id as usize * dim..(h.id as usize + 1) * dim];
+            let exact: f64 = row.iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let tol = 1e-4 * exact.abs().max(1.0);
+            assert!(
+                (f64::from(h.score) - exact).abs() <= tol,
+                "score {} vs exact {exact} for id {}",
+                h.score,
+                h.id
+            );
+        }
+    }
+}
+
+#[test]
+fn plan_covering_everything_equals_exact_search() {
+    // Keeping every item at the coarse stage makes the cascade exact.
+    let b = common::build(1500, 20, 128, 3, IndexBuilder::new());
+    let plan: SearchPlan = "64:1500,128:k".parse().unwrap();
+    let params = SearchParams { plan: Some(plan), ef: Some(1500) };
+    for q in b.queries.chunks_exact(128) {
+        let hits = b.index.search(q, 10, &params).unwrap();
+        let exact = b.index.exact_search(q, 10, 128, &Filter::NONE).unwrap();
+        assert_eq!(hits, exact, "bitwise equal scores and ids");
+    }
+}
+
+#[test]
+fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
+    let (n, nq, dim, c) = (10_000usize, 200usize, 128usize, 64usize);
+    let b = common::build(n, nq, dim, 11, IndexBuilder::new());
+    let store = b.index.store();
+    // Rebuild the same graph here to keep hnsw_rs's own object for its search.
+    let mut coarse = Vec::with_capacity(n * c);
+    for r in 0..n {
+        coarse.extend_from_slice(store.row(0, r));
+    }
+    let params = GraphParams { m: 16, ef_construction: 100, seed: 5 };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let reference = pool.install(|| build_hnsw(&coarse, c, &params, &|_| {}));
+    let exported = export(&reference, params.m);
+    let info = BuildInfo {
+        crate_version: "test".into(),
+        builder: "hnsw_rs".into(),
+        m: 16,
+        ef_construction: 100,
+        max_layer: 16,
+        seed: 5,
+        threads: 1,
+        build_seconds: 0.0,
+    };
+    let bytes = write_graph(Cursor::new(Vec::new()), &exported, &info).unwrap().into_inner();
+    let graph = CoarseGraph::from_bytes(mrl_index::bytes::Bytes::copy_from(&bytes), "test graph").unwrap();
+    graph.verify().unwrap();
+    let truth = batch_top_k(store, &b.queries, 10, 1);
+    for ef in [10usize, 32, 64] {
+        let mut ours = 0.0;
+        let mut theirs = 0.0;
+        let mut scratch = GraphScratch::default();
+        let mut out: Vec<Candidate> = Vec::new();
+        for (qi, q) in b.queries.chunks_exact(dim).enumerate() {
+            let scorer = PrefixScorer { store, query: q, n_bands: 1 };
+            search_graph(&graph, &scorer, ef, &mut scratch, |_| true, &mut out);
+            out.sort_unstable_by(|a, b| b.cmp(a));
+            let hits: Vec<mrl_index::Hit> = out
+                .iter()
+                .take(10)
+                .map(|c| mrl_index::Hit { id: c.row as u64, score: c.score })
+                .collect();
+            ours += recall_at(&hits, &truth[qi], 10);
+            let rows = reference.search(&q[..c], 10, ef);
+            let hits: Vec<mrl_index::Hit> =
+                rows.iter().map(|&r| mrl_index::Hit { id: r as u64, score: 0.0 }).collect();
+            theirs += recall_at(&hits, &truth[qi], 10);
+        }
+        ours /= nq as f64;
+        theirs /= nq as f64;
+        println!("ef {ef}: own search recall@10 {ours:.4}, hnsw_rs search {theirs:.4}");
+        assert!(ours >= theirs - 0.005, "ef {ef}: own {ours} < hnsw_rs {theirs}");
+    }
+}
