@@ -25,15 +25,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("mrl-tune-{}-{n}-{decay}", std::process::id()));
     let t = Instant::now();
     let items = MatrixSource::new(gen.items(n), dim)?;
-    let report = IndexBuilder::new().overwrite(true).build(&items, None, &dir, &NoProgress)?;
-    println!("build {:.1}s (store {:.1}s, graph {:.1}s)", t.elapsed().as_secs_f64(), report.store_seconds, report.graph_seconds);
+    let report = IndexBuilder::new()
+        .overwrite(true)
+        .build(&items, None, &dir, &NoProgress)?;
+    println!(
+        "build {:.1}s (store {:.1}s, graph {:.1}s)",
+        t.elapsed().as_secs_f64(),
+        report.store_seconds,
+        report.graph_seconds
+    );
     drop(items);
     let index = Index::open(&dir)?;
     let queries = gen.queries(nq);
     let full = index.store().bands().len();
     let t = Instant::now();
     let truth = batch_top_k(index.store(), &queries, 10, full);
-    println!("exact full width: {:.0} queries/s on {} threads", nq as f64 / t.elapsed().as_secs_f64(), rayon::current_num_threads());
+    println!(
+        "exact full width: {:.0} queries/s on {} threads",
+        nq as f64 / t.elapsed().as_secs_f64(),
+        rayon::current_num_threads()
+    );
     for kk in [10usize, 100, 1000, 10_000] {
         if kk > n {
             continue;
@@ -50,10 +61,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut plans: Vec<String> = args.iter().skip(3).cloned().collect();
     if plans.is_empty() {
         plans = [
-            "64:k", "64:100,1024:k", "64:200,1024:k", "64:500,1024:k", "64:1000,1024:k",
-            "64:2000,1024:k", "64:200,128:60,256:20,1024:k", "64:500,128:150,256:50,1024:k",
-            "64:1000,128:300,256:100,512:30,1024:k", "64:1000,128:333,256:111,512:37,1024:k",
-            "64:2000,128:600,256:200,512:60,1024:k", "64:500,256:50,1024:k",
+            "64:k",
+            "64:100,1024:k",
+            "64:200,1024:k",
+            "64:500,1024:k",
+            "64:1000,1024:k",
+            "64:2000,1024:k",
+            "64:200,128:60,256:20,1024:k",
+            "64:500,128:150,256:50,1024:k",
+            "64:1000,128:300,256:100,512:30,1024:k",
+            "64:1000,128:333,256:111,512:37,1024:k",
+            "64:2000,128:600,256:200,512:60,1024:k",
+            "64:500,256:50,1024:k",
         ]
         .iter()
         .map(|s| s.to_string())

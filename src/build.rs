@@ -298,7 +298,8 @@ impl IndexBuilder {
             files: Vec::new(),
             dir: created_dir.then(|| out_dir.to_path_buf()),
         };
-        let report = pool.install(|| self.build_into(source, ids, &widths, out_dir, progress, &mut cleanup))?;
+        let report = pool
+            .install(|| self.build_into(source, ids, &widths, out_dir, progress, &mut cleanup))?;
         cleanup.disarm();
         Ok(report)
     }
@@ -325,14 +326,16 @@ impl IndexBuilder {
         let store_path = out_dir.join(manifest::store_file_name(generation));
         progress.stage("writing store", (n * widths.len()) as u64);
         let file = AtomicFile::create(&store_path).map_err(io_err(&store_path))?;
-        let file = write_store(file, source, widths, &scan.norms, ids, |k| progress.advance(k))
-            .map_err(|e| match e {
-                StoreWriteError::Io(source) => BuildError::Io {
-                    path: store_path.clone(),
-                    source,
-                },
-                StoreWriteError::Ingest(e) => BuildError::Ingest(e),
-            })?;
+        let file = write_store(file, source, widths, &scan.norms, ids, |k| {
+            progress.advance(k)
+        })
+        .map_err(|e| match e {
+            StoreWriteError::Io(source) => BuildError::Io {
+                path: store_path.clone(),
+                source,
+            },
+            StoreWriteError::Ingest(e) => BuildError::Ingest(e),
+        })?;
         cleanup.files.push(store_path.clone());
         file.commit().map_err(io_err(&store_path))?;
         progress.finish_stage();
@@ -345,7 +348,9 @@ impl IndexBuilder {
             seed: self.seed,
         };
         progress.stage("building coarse graph", n as u64);
-        let reference = build_hnsw(&scan.coarse, self.coarse_dim, &params, &|k| progress.advance(k));
+        let reference = build_hnsw(&scan.coarse, self.coarse_dim, &params, &|k| {
+            progress.advance(k)
+        });
         progress.finish_stage();
         progress.stage("exporting graph", 0);
         let exported = export(&reference, self.m);
@@ -482,7 +487,9 @@ fn new_generation(dir: &Path) -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let mut g = now ^ (u64::from(std::process::id()) << 40);
-    while dir.join(manifest::store_file_name(g)).exists() || dir.join(manifest::graph_file_name(g)).exists() {
+    while dir.join(manifest::store_file_name(g)).exists()
+        || dir.join(manifest::graph_file_name(g)).exists()
+    {
         g = g.wrapping_add(1);
     }
     g

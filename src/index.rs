@@ -218,7 +218,12 @@ impl Index {
     }
 
     /// The `k` best items for `query` (best first) by the plan in `params`.
-    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Hit>, SearchError> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Hit>, SearchError> {
         self.search_filtered(query, k, params, &Filter::NONE)
     }
 
@@ -232,7 +237,8 @@ impl Index {
         filter: &Filter,
     ) -> Result<Vec<Hit>, SearchError> {
         let mut out = Vec::with_capacity(k);
-        SCRATCH.with(|s| self.search_with(&mut s.borrow_mut(), query, k, params, filter, &mut out))?;
+        SCRATCH
+            .with(|s| self.search_with(&mut s.borrow_mut(), query, k, params, filter, &mut out))?;
         Ok(out)
     }
 
@@ -294,7 +300,13 @@ impl Index {
 
     /// Exact top-`k` by inner product over the first `width` dims (a nested width), scanning
     /// every item. The ground truth for recall.
-    pub fn exact_search(&self, query: &[f32], k: usize, width: usize, filter: &Filter) -> Result<Vec<Hit>, SearchError> {
+    pub fn exact_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        width: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>, SearchError> {
         if k == 0 {
             return Err(SearchError::ZeroK);
         }

@@ -153,7 +153,12 @@ impl SearchPlan {
     /// A plan over every nested width from `coarse_dim` to the full width, keeping
     /// `coarse_keep` at the coarse width and dividing by `shrink` at each later width, `k` at
     /// the last.
-    pub fn geometric(widths: &[usize], coarse_dim: usize, coarse_keep: usize, shrink: f64) -> SearchPlan {
+    pub fn geometric(
+        widths: &[usize],
+        coarse_dim: usize,
+        coarse_keep: usize,
+        shrink: f64,
+    ) -> SearchPlan {
         let later: Vec<usize> = widths.iter().copied().filter(|&w| w > coarse_dim).collect();
         let mut stages = vec![Stage {
             width: coarse_dim,
@@ -251,7 +256,10 @@ mod tests {
             "64:k,128:10",
             "x:10",
         ] {
-            assert!(bad.parse::<SearchPlan>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<SearchPlan>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let p: SearchPlan = "64:100,128:k".parse().unwrap();
         assert!(p.check_against(&[64, 256], 64).is_err());

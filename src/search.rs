@@ -156,7 +156,8 @@ impl CoarseScorer for PrefixScorer<'_> {
             let b = &self.store.bands()[0];
             simd::dot(&self.query[..b.end], self.store.row(0, row as usize))
         } else {
-            self.store.prefix_dot(self.query, row as usize, self.n_bands)
+            self.store
+                .prefix_dot(self.query, row as usize, self.n_bands)
         }
     }
 
@@ -296,7 +297,14 @@ pub(crate) fn cascade(
         let ef = ef.unwrap_or(keep0).max(keep0);
         let marks = &scratch.marks;
         match mode {
-            FilterMode::None => search_graph(graph, &scorer, ef, &mut scratch.graph, |_| true, &mut scratch.pool),
+            FilterMode::None => search_graph(
+                graph,
+                &scorer,
+                ef,
+                &mut scratch.graph,
+                |_| true,
+                &mut scratch.pool,
+            ),
             FilterMode::Deny => search_graph(
                 graph,
                 &scorer,

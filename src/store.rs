@@ -151,7 +151,8 @@ impl Store {
         for (b, &end) in widths.iter().enumerate() {
             let stride = band_stride(end - start);
             let expected = (n as u64) * (stride as u64) * 4;
-            let r = container.section_exact(section::BAND, b as u32, &format!("band {b}"), expected)?;
+            let r =
+                container.section_exact(section::BAND, b as u32, &format!("band {b}"), expected)?;
             bands.push(Band {
                 start,
                 end,
@@ -171,7 +172,11 @@ impl Store {
         let ids_are_rows = match meta.ids_are_rows {
             0 => false,
             1 => true,
-            v => return Err(corrupt(format!("ids_are_rows flag is {v}, expected 0 or 1"))),
+            v => {
+                return Err(corrupt(format!(
+                    "ids_are_rows flag is {v}, expected 0 or 1"
+                )))
+            }
         };
         // The alignment of every section is checked by the container; check the casts once
         // here so the accessors below cannot fail.
@@ -218,7 +223,10 @@ impl Store {
 
     /// The number of bands that together cover dims `[0, width)`, if `width` is a band end.
     pub fn bands_for_width(&self, width: usize) -> Option<usize> {
-        self.bands.iter().position(|b| b.end == width).map(|i| i + 1)
+        self.bands
+            .iter()
+            .position(|b| b.end == width)
+            .map(|i| i + 1)
     }
 
     /// Whether every item's external id is its row number.
@@ -285,9 +293,7 @@ impl Store {
     }
 
     fn id_index(&self) -> &[IdEntry] {
-        bytemuck::cast_slice(
-            &self.bytes[self.id_index_offset..self.id_index_offset + self.n * 16],
-        )
+        bytemuck::cast_slice(&self.bytes[self.id_index_offset..self.id_index_offset + self.n * 16])
     }
 
     /// The row holding external id `id`, if any. O(log n), no allocation.
@@ -332,7 +338,7 @@ impl Store {
         };
         for (b, band) in self.bands.iter().enumerate() {
             let norms = self.band_norms(b);
-            for row in 0..self.n {
+            for (row, &stored) in norms.iter().enumerate() {
                 let v = self.row(b, row);
                 if let Some(col) = v.iter().position(|x| !x.is_finite()) {
                     return Err(corrupt(format!(
@@ -341,7 +347,6 @@ impl Store {
                     )));
                 }
                 let norm = crate::simd::dot(v, v).sqrt();
-                let stored = norms[row];
                 if (norm - stored).abs() > 1e-4 * norm.max(1.0) {
                     return Err(corrupt(format!(
                         "band {b} norm of row {row} is stored as {stored} but the row's norm is {norm}"
@@ -393,10 +398,6 @@ pub fn validate_widths(widths: &[usize], dim: usize) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// Per-band L2 norms (band-major: `norms[b * n + row]`) computed by [`scan_norms`] or the
-/// builder's validation pass.
-pub type BandNorms = Vec<f32>;
 
 /// Writes a store file for `source` with the given nested `widths` (already validated),
 /// per-band norms and optional external ids. Calls `on_row` once per row written per band.
@@ -450,7 +451,10 @@ pub fn write_store<W: Write + Seek>(
     let mut index: Vec<IdEntry> = row_ids
         .iter()
         .enumerate()
-        .map(|(row, &id)| IdEntry { id, row: row as u64 })
+        .map(|(row, &id)| IdEntry {
+            id,
+            row: row as u64,
+        })
         .collect();
     index.sort_unstable();
     w.section(section::ID_INDEX, 0, bytemuck::cast_slice(&index))?;

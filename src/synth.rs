@@ -121,10 +121,19 @@ mod tests {
         assert_eq!(a, g.items(300));
         assert_ne!(a, MatryoshkaLike::with_dim(128, 8).items(300));
         let var = |d: usize| a.iter().skip(d).step_by(128).map(|x| x * x).sum::<f32>();
-        assert!(var(0) > 3.0 * var(127), "variance must decay with dimension");
-        let norms: Vec<f32> = a.chunks(128).map(|x| x.iter().map(|v| v * v).sum::<f32>().sqrt()).collect();
+        assert!(
+            var(0) > 3.0 * var(127),
+            "variance must decay with dimension"
+        );
+        let norms: Vec<f32> = a
+            .chunks(128)
+            .map(|x| x.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .collect();
         let max = norms.iter().cloned().fold(0.0, f32::max);
         let min = norms.iter().cloned().fold(f32::MAX, f32::min);
-        assert!(max > 2.0 * min, "norms must vary (heavy tail), got {min}..{max}");
+        assert!(
+            max > 2.0 * min,
+            "norms must vary (heavy tail), got {min}..{max}"
+        );
     }
 }

@@ -7,7 +7,9 @@ use mrl_index::format::FormatError;
 use mrl_index::ingest::{write_npy_f32, MatrixSource};
 use mrl_index::progress::NoProgress;
 use mrl_index::synth::MatryoshkaLike;
-use mrl_index::{BuildError, Filter, Index, IndexBuilder, IndexError, SearchError, SearchParams, SearchPlan};
+use mrl_index::{
+    BuildError, Filter, Index, IndexBuilder, IndexError, SearchError, SearchParams, SearchPlan,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +17,10 @@ use std::process::Command;
 const DIM: usize = 32;
 
 fn small_builder() -> IndexBuilder {
-    IndexBuilder::new().coarse_dim(8).widths(vec![8, 16, 32]).threads(1)
+    IndexBuilder::new()
+        .coarse_dim(8)
+        .widths(vec![8, 16, 32])
+        .threads(1)
 }
 
 fn rows(n: usize) -> Vec<f32> {
@@ -30,15 +35,27 @@ fn cli_fails(args: &[&str]) -> String {
         .output()
         .expect("run mrl-index");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: expected exit 1, got {:?}; stderr: {stderr}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "args {args:?}: expected exit 1, got {:?}; stderr: {stderr}",
+        out.status
+    );
     assert!(!stderr.contains("panicked"), "panic for {args:?}: {stderr}");
     assert!(stderr.starts_with("error: "), "stderr: {stderr}");
     stderr
 }
 
 fn cli_ok(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_mrl-index")).args(args).output().expect("run");
-    assert!(out.status.success(), "args {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_mrl-index"))
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "args {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -58,7 +75,12 @@ fn fixture() -> Fixture {
     write_npy_f32(&items, &rows(500), 500, DIM).unwrap();
     let index = dir.path().join("idx");
     small_builder()
-        .build(&MatrixSource::new(rows(500), DIM).unwrap(), None, &index, &NoProgress)
+        .build(
+            &MatrixSource::new(rows(500), DIM).unwrap(),
+            None,
+            &index,
+            &NoProgress,
+        )
         .unwrap();
     Fixture { dir, items, index }
 }
@@ -66,18 +88,49 @@ fn fixture() -> Fixture {
 #[test]
 fn non_finite_values_name_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    for (bad, text) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (f32::NEG_INFINITY, "-inf")] {
+    for (bad, text) in [
+        (f32::NAN, "NaN"),
+        (f32::INFINITY, "inf"),
+        (f32::NEG_INFINITY, "-inf"),
+    ] {
         let mut data = rows(100);
         data[37 * DIM + 5] = bad;
         data[80 * DIM + 1] = bad; // a later one too: the first must be named
         let src = MatrixSource::new(data.clone(), DIM).unwrap();
-        let err = small_builder().build(&src, None, &dir.path().join("x"), &NoProgress).unwrap_err();
-        assert!(matches!(err, BuildError::NonFinite { row: 37, col: 5, .. }), "{err:?}");
-        assert!(!dir.path().join("x").exists(), "a failed build must leave nothing");
+        let err = small_builder()
+            .build(&src, None, &dir.path().join("x"), &NoProgress)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::NonFinite {
+                    row: 37,
+                    col: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            !dir.path().join("x").exists(),
+            "a failed build must leave nothing"
+        );
         let f = dir.path().join("nan.npy");
         write_npy_f32(&f, &data, 100, DIM).unwrap();
-        let msg = cli_fails(&["build", "--input", p(&f), "--out", p(&dir.path().join("y")), "--coarse-dim", "8", "--quiet"]);
-        assert!(msg.contains("row 37, column 5") && msg.contains(text) && msg.contains("nan.npy"), "{msg}");
+        let msg = cli_fails(&[
+            "build",
+            "--input",
+            p(&f),
+            "--out",
+            p(&dir.path().join("y")),
+            "--coarse-dim",
+            "8",
+            "--quiet",
+        ]);
+        assert!(
+            msg.contains("row 37, column 5") && msg.contains(text) && msg.contains("nan.npy"),
+            "{msg}"
+        );
     }
 }
 
@@ -91,10 +144,22 @@ fn parameter_errors_are_reported_before_any_work() {
         (small_builder().m(300), "m = 300"),
         (small_builder().m(1), "m = 1"),
         (small_builder().ef_construction(0), "ef-construction"),
-        (small_builder().widths(vec![8, 16, 16, 32]), "not strictly increasing"),
-        (small_builder().widths(vec![16, 8, 32]), "not strictly increasing"),
-        (small_builder().widths(vec![8, 16]), "must end at the full dimension 32"),
-        (small_builder().widths(vec![16, 32]), "coarse-dim 8 must be one of the widths"),
+        (
+            small_builder().widths(vec![8, 16, 16, 32]),
+            "not strictly increasing",
+        ),
+        (
+            small_builder().widths(vec![16, 8, 32]),
+            "not strictly increasing",
+        ),
+        (
+            small_builder().widths(vec![8, 16]),
+            "must end at the full dimension 32",
+        ),
+        (
+            small_builder().widths(vec![16, 32]),
+            "coarse-dim 8 must be one of the widths",
+        ),
     ];
     for (builder, text) in cases {
         let err = builder.build(&src, None, &out, &NoProgress).unwrap_err();
@@ -105,9 +170,18 @@ fn parameter_errors_are_reported_before_any_work() {
     write_npy_f32(&f, &rows(50), 50, DIM).unwrap();
     for (args, text) in [
         (vec!["--coarse-dim", "64"], "coarse-dim"),
-        (vec!["--coarse-dim", "8", "--m", "300"], "must be between 2 and 256"),
-        (vec!["--coarse-dim", "8", "--widths", "8,16"], "must end at the full dimension 32"),
-        (vec!["--coarse-dim", "8", "--widths", "8,32,16"], "not strictly increasing"),
+        (
+            vec!["--coarse-dim", "8", "--m", "300"],
+            "must be between 2 and 256",
+        ),
+        (
+            vec!["--coarse-dim", "8", "--widths", "8,16"],
+            "must end at the full dimension 32",
+        ),
+        (
+            vec!["--coarse-dim", "8", "--widths", "8,32,16"],
+            "not strictly increasing",
+        ),
     ] {
         let mut a = vec!["build", "--input", p(&f), "--out", p(&out), "--quiet"];
         a.extend(args);
@@ -122,8 +196,19 @@ fn empty_input_and_wrong_file_types() {
     let out = dir.path().join("idx");
     let empty = dir.path().join("empty.npy");
     write_npy_f32(&empty, &[], 0, DIM).unwrap();
-    let msg = cli_fails(&["build", "--input", p(&empty), "--out", p(&out), "--coarse-dim", "8"]);
-    assert!(msg.contains("empty input") && msg.contains("empty.npy"), "{msg}");
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&empty),
+        "--out",
+        p(&out),
+        "--coarse-dim",
+        "8",
+    ]);
+    assert!(
+        msg.contains("empty input") && msg.contains("empty.npy"),
+        "{msg}"
+    );
     let src = MatrixSource::new(Vec::new(), DIM).unwrap();
     assert!(matches!(
         small_builder().build(&src, None, &out, &NoProgress),
@@ -132,7 +217,10 @@ fn empty_input_and_wrong_file_types() {
     let text = dir.path().join("items.npy");
     fs::write(&text, "0.1,0.2,0.3\n0.4,0.5,0.6\n").unwrap();
     let msg = cli_fails(&["build", "--input", p(&text), "--out", p(&out)]);
-    assert!(msg.contains("items.npy") && msg.contains("not a .npy file"), "{msg}");
+    assert!(
+        msg.contains("items.npy") && msg.contains("not a .npy file"),
+        "{msg}"
+    );
     let fv = dir.path().join("items.fvecs");
     fs::write(&fv, [1u8, 2, 3]).unwrap();
     let msg = cli_fails(&["build", "--input", p(&fv), "--out", p(&out)]);
@@ -153,17 +241,33 @@ fn query_errors() {
     let index = Index::open(&fx.index).unwrap();
     let params = SearchParams::default();
     let err = index.search(&[0.0; 31], 10, &params).unwrap_err();
-    assert!(matches!(err, SearchError::DimensionMismatch { expected: 32, got: 31 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            SearchError::DimensionMismatch {
+                expected: 32,
+                got: 31
+            }
+        ),
+        "{err:?}"
+    );
     let err = index.search(&[0.0; 32], 0, &params).unwrap_err();
     assert!(matches!(err, SearchError::ZeroK));
     let mut q = vec![0.5f32; 32];
     q[9] = f32::NAN;
     let err = index.search(&q, 5, &params).unwrap_err();
-    assert!(matches!(err, SearchError::NonFiniteQuery { dim: 9, .. }), "{err:?}");
+    assert!(
+        matches!(err, SearchError::NonFiniteQuery { dim: 9, .. }),
+        "{err:?}"
+    );
     let plan: SearchPlan = "16:100,32:k".parse().unwrap();
-    let err = index.search(&[0.5; 32], 5, &SearchParams::with_plan(plan)).unwrap_err();
+    let err = index
+        .search(&[0.5; 32], 5, &SearchParams::with_plan(plan))
+        .unwrap_err();
     assert!(err.to_string().contains("coarse width 8"), "{err}");
-    let err = index.search_batch(&[0.5; 33], 5, &params, &Filter::NONE).unwrap_err();
+    let err = index
+        .search_batch(&[0.5; 33], 5, &params, &Filter::NONE)
+        .unwrap_err();
     assert!(matches!(err, SearchError::DimensionMismatch { .. }));
 
     let q16 = fx.dir.path().join("q16.npy");
@@ -172,11 +276,36 @@ fn query_errors() {
     assert!(msg.contains("32-d") && msg.contains("16"), "{msg}");
     let q = fx.dir.path().join("q.npy");
     write_npy_f32(&q, &[0.5; 64], 2, 32).unwrap();
-    let msg = cli_fails(&["search", "--index", p(&fx.index), "--queries", p(&q), "-k", "0"]);
+    let msg = cli_fails(&[
+        "search",
+        "--index",
+        p(&fx.index),
+        "--queries",
+        p(&q),
+        "-k",
+        "0",
+    ]);
     assert!(msg.contains("k must be at least 1"), "{msg}");
-    let msg = cli_fails(&["search", "--index", p(&fx.index), "--queries", p(&q), "--plan", "8:10,4:k"]);
+    let msg = cli_fails(&[
+        "search",
+        "--index",
+        p(&fx.index),
+        "--queries",
+        p(&q),
+        "--plan",
+        "8:10,4:k",
+    ]);
     assert!(msg.contains("widths must increase"), "{msg}");
-    let out = cli_ok(&["search", "--index", p(&fx.index), "--queries", p(&q), "-k", "3", "--json"]);
+    let out = cli_ok(&[
+        "search",
+        "--index",
+        p(&fx.index),
+        "--queries",
+        p(&q),
+        "-k",
+        "3",
+        "--json",
+    ]);
     let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["query"], 0);
     assert_eq!(first["ids"].as_array().unwrap().len(), 3);
@@ -186,9 +315,15 @@ fn query_errors() {
 fn missing_directory_and_not_an_index() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    assert!(matches!(Index::open(&missing), Err(IndexError::NotFound { .. })));
+    assert!(matches!(
+        Index::open(&missing),
+        Err(IndexError::NotFound { .. })
+    ));
     let msg = cli_fails(&["info", "--index", p(&missing)]);
-    assert!(msg.contains("nope") && msg.contains("no such index directory"), "{msg}");
+    assert!(
+        msg.contains("nope") && msg.contains("no such index directory"),
+        "{msg}"
+    );
     let msg = cli_fails(&["verify", "--index", p(dir.path())]);
     assert!(msg.contains("not an mrl-index directory"), "{msg}");
 }
@@ -216,7 +351,10 @@ fn truncated_files_fail_at_open() {
         let f = data_file(&fx.index, prefix);
         rewrite(&f, |b| b.truncate(b.len() - 100));
         let err = Index::open(&fx.index).unwrap_err();
-        assert!(matches!(err, IndexError::Format(FormatError::Truncated { .. })), "{prefix}: {err:?}");
+        assert!(
+            matches!(err, IndexError::Format(FormatError::Truncated { .. })),
+            "{prefix}: {err:?}"
+        );
         let msg = cli_fails(&["info", "--index", p(&fx.index)]);
         assert!(msg.contains("truncated") && msg.contains(prefix), "{msg}");
         rewrite(&f, |b| b.truncate(10));
@@ -239,9 +377,15 @@ fn corrupted_data_fails_verify_and_corrupted_header_fails_open() {
         // Structure is intact: open succeeds, verify fails.
         let index = Index::open(&fx.index).unwrap();
         let err = index.verify().unwrap_err();
-        assert!(matches!(err, IndexError::Format(FormatError::SectionChecksum { .. })), "{err:?}");
+        assert!(
+            matches!(err, IndexError::Format(FormatError::SectionChecksum { .. })),
+            "{err:?}"
+        );
         let msg = cli_fails(&["verify", "--index", p(&fx.index)]);
-        assert!(msg.contains("checksum mismatch") && msg.contains(prefix), "{msg}");
+        assert!(
+            msg.contains("checksum mismatch") && msg.contains(prefix),
+            "{msg}"
+        );
         rewrite(&f, |b| b[100] ^= 0x01); // inside the section table
         let msg = cli_fails(&["info", "--index", p(&fx.index)]);
         assert!(msg.contains("header checksum mismatch"), "{msg}");
@@ -257,7 +401,15 @@ fn unknown_format_version_and_foreign_files() {
     rewrite(&f, |b| b[8..12].copy_from_slice(&7u32.to_le_bytes()));
     let err = Index::open(&fx.index).unwrap_err();
     assert!(
-        matches!(err, IndexError::Format(FormatError::UnsupportedVersion { found: 7, oldest: 1, newest: 1, .. })),
+        matches!(
+            err,
+            IndexError::Format(FormatError::UnsupportedVersion {
+                found: 7,
+                oldest: 1,
+                newest: 1,
+                ..
+            })
+        ),
         "{err:?}"
     );
     let msg = cli_fails(&["info", "--index", p(&fx.index)]);
@@ -270,31 +422,85 @@ fn unknown_format_version_and_foreign_files() {
 #[test]
 fn existing_index_is_refused_and_survives_a_failed_rebuild() {
     let fx = fixture();
-    let before: Vec<_> = fs::read_dir(&fx.index).unwrap().map(|e| e.unwrap().file_name()).collect();
-    let msg = cli_fails(&["build", "--input", p(&fx.items), "--out", p(&fx.index), "--coarse-dim", "8"]);
-    assert!(msg.contains("already holds an index") && msg.contains("--force"), "{msg}");
+    let before: Vec<_> = fs::read_dir(&fx.index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--out",
+        p(&fx.index),
+        "--coarse-dim",
+        "8",
+    ]);
+    assert!(
+        msg.contains("already holds an index") && msg.contains("--force"),
+        "{msg}"
+    );
     // A forced rebuild that fails (NaN) leaves the old index and no stray files.
     let mut data = rows(500);
     data[3] = f32::NAN;
     let bad = fx.dir.path().join("bad.npy");
     write_npy_f32(&bad, &data, 500, DIM).unwrap();
-    cli_fails(&["build", "--input", p(&bad), "--out", p(&fx.index), "--coarse-dim", "8", "--force"]);
-    let after: Vec<_> = fs::read_dir(&fx.index).unwrap().map(|e| e.unwrap().file_name()).collect();
+    cli_fails(&[
+        "build",
+        "--input",
+        p(&bad),
+        "--out",
+        p(&fx.index),
+        "--coarse-dim",
+        "8",
+        "--force",
+    ]);
+    let after: Vec<_> = fs::read_dir(&fx.index)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(before.len(), after.len());
     Index::open(&fx.index).unwrap().verify().unwrap();
     // A forced rebuild that succeeds replaces it and removes the old generation.
-    let out = cli_ok(&["build", "--input", p(&fx.items), "--out", p(&fx.index), "--coarse-dim", "8", "--widths", "8,32", "--force", "--quiet"]);
+    let out = cli_ok(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--out",
+        p(&fx.index),
+        "--coarse-dim",
+        "8",
+        "--widths",
+        "8,32",
+        "--force",
+        "--quiet",
+    ]);
     assert!(out.contains("built 500 items"), "{out}");
     let index = Index::open(&fx.index).unwrap();
     assert_eq!(index.widths(), vec![8, 32]);
-    assert_eq!(fs::read_dir(&fx.index).unwrap().count(), 3, "MANIFEST + one store + one graph");
+    assert_eq!(
+        fs::read_dir(&fx.index).unwrap().count(),
+        3,
+        "MANIFEST + one store + one graph"
+    );
     // A directory with other files is never written into.
     let other = fx.dir.path().join("other");
     fs::create_dir(&other).unwrap();
     fs::write(other.join("notes.txt"), "keep me").unwrap();
-    let msg = cli_fails(&["build", "--input", p(&fx.items), "--out", p(&other), "--coarse-dim", "8", "--force"]);
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--out",
+        p(&other),
+        "--coarse-dim",
+        "8",
+        "--force",
+    ]);
     assert!(msg.contains("not an mrl-index directory"), "{msg}");
-    assert_eq!(fs::read_to_string(other.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        fs::read_to_string(other.join("notes.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 #[test]
@@ -305,22 +511,57 @@ fn ids_files_are_checked() {
     v[10] = v[3];
     mrl_index::ingest::write_npy_u64(&ids, &v).unwrap();
     let out = fx.dir.path().join("with-ids");
-    let msg = cli_fails(&["build", "--input", p(&fx.items), "--ids", p(&ids), "--out", p(&out), "--coarse-dim", "8"]);
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&out),
+        "--coarse-dim",
+        "8",
+    ]);
     assert!(msg.contains("duplicate id 1003 at rows 3 and 10"), "{msg}");
     mrl_index::ingest::write_npy_u64(&ids, &v[..499]).unwrap();
-    let msg = cli_fails(&["build", "--input", p(&fx.items), "--ids", p(&ids), "--out", p(&out), "--coarse-dim", "8"]);
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&out),
+        "--coarse-dim",
+        "8",
+    ]);
     assert!(msg.contains("ids.npy"), "{msg}");
     let v: Vec<u64> = (0..500).map(|i| 10_000 + 3 * i).collect();
     mrl_index::ingest::write_npy_u64(&ids, &v).unwrap();
-    cli_ok(&["build", "--input", p(&fx.items), "--ids", p(&ids), "--out", p(&out), "--coarse-dim", "8", "--quiet"]);
+    cli_ok(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--ids",
+        p(&ids),
+        "--out",
+        p(&out),
+        "--coarse-dim",
+        "8",
+        "--quiet",
+    ]);
     let index = Index::open(&out).unwrap();
     index.verify().unwrap();
     let q = &rows(500)[7 * DIM..8 * DIM];
     let hits = index.search(q, 5, &SearchParams::default()).unwrap();
-    assert!(hits.iter().all(|h| h.id >= 10_000 && (h.id - 10_000) % 3 == 0));
+    assert!(hits
+        .iter()
+        .all(|h| h.id >= 10_000 && (h.id - 10_000) % 3 == 0));
     // Deny by external id.
     let top = hits[0].id;
-    let hits2 = index.search_filtered(q, 5, &SearchParams::default(), &Filter::deny(&[top])).unwrap();
+    let hits2 = index
+        .search_filtered(q, 5, &SearchParams::default(), &Filter::deny(&[top]))
+        .unwrap();
     assert!(hits2.iter().all(|h| h.id != top));
     assert_eq!(hits2[0].id, hits[1].id);
 }

@@ -9,7 +9,10 @@ use std::collections::HashSet;
 #[test]
 fn deny_list_removing_most_top_candidates_still_returns_k() {
     let b = common::build(4000, 10, 128, 5, IndexBuilder::new());
-    let params = SearchParams { plan: Some("64:400,128:k".parse().unwrap()), ef: None };
+    let params = SearchParams {
+        plan: Some("64:400,128:k".parse().unwrap()),
+        ef: None,
+    };
     for q in b.queries.chunks_exact(128) {
         // Deny the exact top 500: more than the coarse stage keeps.
         let top: Vec<u64> = b
@@ -19,12 +22,24 @@ fn deny_list_removing_most_top_candidates_still_returns_k() {
             .iter()
             .map(|h| h.id)
             .collect();
-        let hits = b.index.search_filtered(q, 10, &params, &Filter::deny(&top)).unwrap();
+        let hits = b
+            .index
+            .search_filtered(q, 10, &params, &Filter::deny(&top))
+            .unwrap();
         assert_eq!(hits.len(), 10, "k results must come back");
         let denied: HashSet<u64> = top.iter().copied().collect();
-        assert!(hits.iter().all(|h| !denied.contains(&h.id)), "a denied id was returned");
-        let exact = b.index.exact_search(q, 10, 128, &Filter::deny(&top)).unwrap();
-        let overlap = hits.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
+        assert!(
+            hits.iter().all(|h| !denied.contains(&h.id)),
+            "a denied id was returned"
+        );
+        let exact = b
+            .index
+            .exact_search(q, 10, 128, &Filter::deny(&top))
+            .unwrap();
+        let overlap = hits
+            .iter()
+            .filter(|h| exact.iter().any(|e| e.id == h.id))
+            .count();
         assert!(overlap >= 8, "filtered recall too low: {overlap}/10");
     }
 }
@@ -35,7 +50,10 @@ fn deny_all_but_k_returns_exactly_those() {
     let keep: Vec<u64> = (0..2000u64).filter(|i| i % 200 == 17).collect(); // 10 items
     let deny: Vec<u64> = (0..2000u64).filter(|i| !keep.contains(i)).collect();
     for q in b.queries.chunks_exact(128) {
-        let hits = b.index.search_filtered(q, 10, &SearchParams::default(), &Filter::deny(&deny)).unwrap();
+        let hits = b
+            .index
+            .search_filtered(q, 10, &SearchParams::default(), &Filter::deny(&deny))
+            .unwrap();
         let mut ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
         ids.sort_unstable();
         assert_eq!(ids, keep);
@@ -56,13 +74,22 @@ fn allow_lists_small_and_large() {
             assert_eq!(hits.len(), 10);
             let allowed: HashSet<u64> = allow.iter().copied().collect();
             assert!(hits.iter().all(|h| allowed.contains(&h.id)));
-            let exact = b.index.exact_search(q, 10, 128, &Filter::allow(allow)).unwrap();
-            let overlap = hits.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count();
+            let exact = b
+                .index
+                .exact_search(q, 10, 128, &Filter::allow(allow))
+                .unwrap();
+            let overlap = hits
+                .iter()
+                .filter(|h| exact.iter().any(|e| e.id == h.id))
+                .count();
             assert!(overlap >= 9, "allow-list recall {overlap}/10");
         }
         // Allow and deny together; unknown ids ignored.
         let allow: Vec<u64> = vec![1, 2, 3, 4, 5, 99_999];
-        let f = mrl_index::Filter { allow: Some(&allow), deny: &[2, 4] };
+        let f = mrl_index::Filter {
+            allow: Some(&allow),
+            deny: &[2, 4],
+        };
         let mut ids: Vec<u64> = b
             .index
             .search_filtered(q, 10, &SearchParams::default(), &f)
@@ -71,6 +98,10 @@ fn allow_lists_small_and_large() {
             .map(|h| h.id)
             .collect();
         ids.sort_unstable();
-        assert_eq!(ids, vec![1, 3, 5], "fewer eligible than k: all eligible come back");
+        assert_eq!(
+            ids,
+            vec![1, 3, 5],
+            "fewer eligible than k: all eligible come back"
+        );
     }
 }

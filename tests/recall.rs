@@ -24,13 +24,22 @@ fn default_plan_recall_at_10_is_at_least_0_95() {
         .search_batch(&b.queries, 10, &SearchParams::default(), &Filter::NONE)
         .unwrap();
     let recall = mean_recall(&found, &truth, 10);
-    println!("default plan {} recall@10 = {recall:.4}", b.index.default_plan());
-    assert!(recall >= 0.95, "recall@10 {recall} below 0.95 (seed {seed})");
+    println!(
+        "default plan {} recall@10 = {recall:.4}",
+        b.index.default_plan()
+    );
+    assert!(
+        recall >= 0.95,
+        "recall@10 {recall} below 0.95 (seed {seed})"
+    );
     // The data must not be trivial: the coarse prefix alone must miss part of the answer.
     let coarse = batch_top_k(b.index.store(), &b.queries, 10, 1);
     let coarse_recall = mean_recall(&coarse, &truth, 10);
     println!("exact 64-d top-10 recall against full width = {coarse_recall:.4}");
-    assert!(coarse_recall < 0.9, "generated set too easy: 64-d alone gives {coarse_recall}");
+    assert!(
+        coarse_recall < 0.9,
+        "generated set too easy: 64-d alone gives {coarse_recall}"
+    );
 }
 
 #[test]
@@ -45,7 +54,11 @@ fn final_scores_are_exact_full_width_inner_products() {
         }
         for h in &hits {
             let row = &b.items[h.id as usize * dim..(h.id as usize + 1) * dim];
-            let exact: f64 = row.iter().zip(q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let exact: f64 = row
+                .iter()
+                .zip(q)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
             let tol = 1e-4 * exact.abs().max(1.0);
             assert!(
                 (f64::from(h.score) - exact).abs() <= tol,
@@ -62,7 +75,10 @@ fn plan_covering_everything_equals_exact_search() {
     // Keeping every item at the coarse stage makes the cascade exact.
     let b = common::build(1500, 20, 128, 3, IndexBuilder::new());
     let plan: SearchPlan = "64:1500,128:k".parse().unwrap();
-    let params = SearchParams { plan: Some(plan), ef: Some(1500) };
+    let params = SearchParams {
+        plan: Some(plan),
+        ef: Some(1500),
+    };
     for q in b.queries.chunks_exact(128) {
         let hits = b.index.search(q, 10, &params).unwrap();
         let exact = b.index.exact_search(q, 10, 128, &Filter::NONE).unwrap();
@@ -80,8 +96,15 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
     for r in 0..n {
         coarse.extend_from_slice(store.row(0, r));
     }
-    let params = GraphParams { m: 16, ef_construction: 100, seed: 5 };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let params = GraphParams {
+        m: 16,
+        ef_construction: 100,
+        seed: 5,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let reference = pool.install(|| build_hnsw(&coarse, c, &params, &|_| {}));
     let exported = export(&reference, params.m);
     let info = BuildInfo {
@@ -94,8 +117,11 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         threads: 1,
         build_seconds: 0.0,
     };
-    let bytes = write_graph(Cursor::new(Vec::new()), &exported, &info).unwrap().into_inner();
-    let graph = CoarseGraph::from_bytes(mrl_index::bytes::Bytes::copy_from(&bytes), "test graph").unwrap();
+    let bytes = write_graph(Cursor::new(Vec::new()), &exported, &info)
+        .unwrap()
+        .into_inner();
+    let graph =
+        CoarseGraph::from_bytes(mrl_index::bytes::Bytes::copy_from(&bytes), "test graph").unwrap();
     graph.verify().unwrap();
     let truth = batch_top_k(store, &b.queries, 10, 1);
     for ef in [10usize, 32, 64] {
@@ -104,23 +130,38 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         let mut scratch = GraphScratch::default();
         let mut out: Vec<Candidate> = Vec::new();
         for (qi, q) in b.queries.chunks_exact(dim).enumerate() {
-            let scorer = PrefixScorer { store, query: q, n_bands: 1 };
+            let scorer = PrefixScorer {
+                store,
+                query: q,
+                n_bands: 1,
+            };
             search_graph(&graph, &scorer, ef, &mut scratch, |_| true, &mut out);
             out.sort_unstable_by(|a, b| b.cmp(a));
             let hits: Vec<mrl_index::Hit> = out
                 .iter()
                 .take(10)
-                .map(|c| mrl_index::Hit { id: c.row as u64, score: c.score })
+                .map(|c| mrl_index::Hit {
+                    id: c.row as u64,
+                    score: c.score,
+                })
                 .collect();
             ours += recall_at(&hits, &truth[qi], 10);
             let rows = reference.search(&q[..c], 10, ef);
-            let hits: Vec<mrl_index::Hit> =
-                rows.iter().map(|&r| mrl_index::Hit { id: r as u64, score: 0.0 }).collect();
+            let hits: Vec<mrl_index::Hit> = rows
+                .iter()
+                .map(|&r| mrl_index::Hit {
+                    id: r as u64,
+                    score: 0.0,
+                })
+                .collect();
             theirs += recall_at(&hits, &truth[qi], 10);
         }
         ours /= nq as f64;
         theirs /= nq as f64;
         println!("ef {ef}: own search recall@10 {ours:.4}, hnsw_rs search {theirs:.4}");
-        assert!(ours >= theirs - 0.005, "ef {ef}: own {ours} < hnsw_rs {theirs}");
+        assert!(
+            ours >= theirs - 0.005,
+            "ef {ef}: own {ours} < hnsw_rs {theirs}"
+        );
     }
 }

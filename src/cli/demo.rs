@@ -58,9 +58,10 @@ pub fn run(a: DemoArgs) -> Result<(), Error> {
         }
     };
     let t0 = Instant::now();
-    let report = IndexBuilder::new()
-        .overwrite(true)
-        .build(&items, None, &dir, &Bars::new(a.quiet))?;
+    let report =
+        IndexBuilder::new()
+            .overwrite(true)
+            .build(&items, None, &dir, &Bars::new(a.quiet))?;
     println!(
         "built index in {:.1}s ({:.1} MB store, {:.1} MB graph) at {}",
         t0.elapsed().as_secs_f64(),
@@ -90,14 +91,14 @@ pub fn run(a: DemoArgs) -> Result<(), Error> {
     }
     let qps1 = nq as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let batch = with_threads(0, || index.search_batch(&queries, k, &params, &Filter::NONE))??;
+    let batch = with_threads(0, || {
+        index.search_batch(&queries, k, &params, &Filter::NONE)
+    })??;
     let qps_all = nq as f64 / t.elapsed().as_secs_f64();
     let recall = mean_recall(&found, &truth, k);
     let recall_batch = mean_recall(&batch, &truth, k);
     println!("plan {}", index.default_plan());
-    println!(
-        "recall@10 {recall:.4} against exact full-width inner product ({nq} queries)"
-    );
+    println!("recall@10 {recall:.4} against exact full-width inner product ({nq} queries)");
     println!(
         "queries/s: {qps1:.0} on 1 thread, {qps_all:.0} on {} threads (exact brute force: {exact_qps:.0} on {} threads)",
         rayon::current_num_threads(),

@@ -70,9 +70,20 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     println!("coarse dim     {}", index.coarse_dim());
     println!(
         "ids            {}",
-        if index.store().ids_are_rows() { "row numbers" } else { "external (id file)" }
+        if index.store().ids_are_rows() {
+            "row numbers"
+        } else {
+            "external (id file)"
+        }
     );
-    println!("graph          M = {}, M0 = {}, {} layers {:?}, entry point row {}", g.m, g.m0, layers.len(), layers, g.entry_point);
+    println!(
+        "graph          M = {}, M0 = {}, {} layers {:?}, entry point row {}",
+        g.m,
+        g.m0,
+        layers.len(),
+        layers,
+        g.entry_point
+    );
     if let Some(i) = &info {
         println!(
             "built with     ef_construction = {}, seed = {}, {} threads, {:.1}s, mrl-index {} ({})",
@@ -80,8 +91,11 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
         );
     }
     println!("default plan   {}", index.default_plan());
-    println!("files          {store_file} {:.1} MB, {graph_file} {:.1} MB",
-        index.store().file_len() as f64 / 1e6, index.graph().file_len() as f64 / 1e6);
+    println!(
+        "files          {store_file} {:.1} MB, {graph_file} {:.1} MB",
+        index.store().file_len() as f64 / 1e6,
+        index.graph().file_len() as f64 / 1e6
+    );
     println!("format         version {version} (this build reads {OLDEST_SUPPORTED_FORMAT_VERSION}..={FORMAT_VERSION})");
     Ok(())
 }

@@ -74,7 +74,10 @@ pub fn run(a: SearchArgs) -> Result<(), Error> {
             });
             writeln!(out, "{v}").map_err(io)?;
         } else {
-            let line: Vec<String> = hits.iter().map(|h| format!("{}:{:.4}", h.id, h.score)).collect();
+            let line: Vec<String> = hits
+                .iter()
+                .map(|h| format!("{}:{:.4}", h.id, h.score))
+                .collect();
             writeln!(out, "query {i}: {}", line.join(" ")).map_err(io)?;
         }
     }

@@ -205,7 +205,10 @@ impl Container {
                     s.kind, s.index, s.offset
                 )));
             }
-            let end = s.offset.checked_add(s.len).filter(|&e| e <= header.file_len);
+            let end = s
+                .offset
+                .checked_add(s.len)
+                .filter(|&e| e <= header.file_len);
             let Some(end) = end else {
                 return Err(bad(format!(
                     "section (kind {}, index {}) at {}+{} runs past the end of the file ({} bytes)",
@@ -298,7 +301,12 @@ impl Container {
 }
 
 /// Reads a `Pod` value from the start of a section, checking its length.
-pub fn read_pod<T: Pod>(bytes: &[u8], container: &Container, r: SectionRange, name: &str) -> Result<T, FormatError> {
+pub fn read_pod<T: Pod>(
+    bytes: &[u8],
+    container: &Container,
+    r: SectionRange,
+    name: &str,
+) -> Result<T, FormatError> {
     let size = std::mem::size_of::<T>();
     if r.len != size {
         return Err(FormatError::SectionSize {
@@ -321,14 +329,17 @@ pub fn cast_section<'a, T: Pod>(
 ) -> Result<&'a [T], FormatError> {
     bytemuck::try_cast_slice(r.slice(bytes)).map_err(|e| FormatError::Corrupt {
         file: container.label().to_string(),
-        what: format!("section {name} cannot be read as {}: {e:?}", std::any::type_name::<T>()),
+        what: format!(
+            "section {name} cannot be read as {}: {e:?}",
+            std::any::type_name::<T>()
+        ),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use std::io::{Cursor, Write};
 
     fn sample() -> Vec<u8> {
         let mut w = ContainerWriter::new(Cursor::new(Vec::new()), *b"TESTFILE", 2).unwrap();
@@ -391,7 +402,11 @@ mod tests {
         let c = Container::parse(&v, b"TESTFILE", "t").unwrap();
         assert!(matches!(
             c.verify_checksums(&v),
-            Err(FormatError::SectionChecksum { kind: 2, index: 7, .. })
+            Err(FormatError::SectionChecksum {
+                kind: 2,
+                index: 7,
+                ..
+            })
         ));
     }
 }

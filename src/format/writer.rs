@@ -1,6 +1,8 @@
 //! Streaming writer for the container format.
 
-use super::{header_crc, FileHeader, SectionEntry, ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, SECTION_ALIGN};
+use super::{
+    header_crc, FileHeader, SectionEntry, ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, SECTION_ALIGN,
+};
 use std::io::{self, Seek, SeekFrom, Write};
 
 /// Writes a container: sections are streamed one after another, and the header and section

@@ -73,7 +73,9 @@ impl BuildInfo {
     /// Decodes, refusing anything over 4 KiB.
     pub fn decode(bytes: &[u8]) -> Option<BuildInfo> {
         let config = bincode::config::standard().with_limit::<INFO_LIMIT>();
-        bincode::decode_from_slice(bytes, config).ok().map(|(v, _)| v)
+        bincode::decode_from_slice(bytes, config)
+            .ok()
+            .map(|(v, _)| v)
     }
 }
 
@@ -114,13 +116,8 @@ pub fn build_hnsw(
 ) -> ReferenceHnsw {
     let n = coarse.len() / dim;
     let (reduced, max_norm) = reduce_for_mips(coarse, dim);
-    let hnsw = Hnsw::<f32, ReducedL2>::new(
-        params.m,
-        n,
-        MAX_LAYER,
-        params.ef_construction,
-        ReducedL2,
-    );
+    let hnsw =
+        Hnsw::<f32, ReducedL2>::new(params.m, n, MAX_LAYER, params.ef_construction, ReducedL2);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(params.seed));
     let rows: Vec<(&[f32], usize)> = order
@@ -267,12 +264,20 @@ pub fn export(reference: &ReferenceHnsw, m: usize) -> ExportedGraph {
 }
 
 /// Writes a graph file.
-pub fn write_graph<W: Write + Seek>(out: W, graph: &ExportedGraph, info: &BuildInfo) -> io::Result<W> {
+pub fn write_graph<W: Write + Seek>(
+    out: W,
+    graph: &ExportedGraph,
+    info: &BuildInfo,
+) -> io::Result<W> {
     let sections = 3 + 2 * graph.upper.len() as u32;
     let mut w = ContainerWriter::new(out, GRAPH_MAGIC, sections)?;
     w.section(section::META, 0, bytemuck::bytes_of(&graph.meta))?;
     w.section(section::BUILD_INFO, 0, &info.encode())?;
-    w.section(section::LAYER0_LINKS, 0, bytemuck::cast_slice(&graph.layer0))?;
+    w.section(
+        section::LAYER0_LINKS,
+        0,
+        bytemuck::cast_slice(&graph.layer0),
+    )?;
     for (i, (nodes, links)) in graph.upper.iter().enumerate() {
         let layer = i as u32 + 1;
         w.section(section::LAYER_NODES, layer, bytemuck::cast_slice(nodes))?;

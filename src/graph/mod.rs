@@ -125,7 +125,10 @@ impl CoarseGraph {
             let name = format!("layer {l} nodes");
             let nr = container.section(section::LAYER_NODES, l, &name)?;
             if nr.len % 4 != 0 || nr.len / 4 > n {
-                return Err(corrupt(format!("{name} has an impossible length {}", nr.len)));
+                return Err(corrupt(format!(
+                    "{name} has an impossible length {}",
+                    nr.len
+                )));
             }
             let count = nr.len / 4;
             cast_section::<u32>(&bytes, &container, nr, &name)?;
@@ -144,9 +147,8 @@ impl CoarseGraph {
             });
         }
         if let Some(top) = upper.last() {
-            let nodes: &[u32] = bytemuck::cast_slice(
-                &bytes[top.nodes_offset..top.nodes_offset + top.count * 4],
-            );
+            let nodes: &[u32] =
+                bytemuck::cast_slice(&bytes[top.nodes_offset..top.nodes_offset + top.count * 4]);
             if nodes.binary_search(&meta.entry_point).is_err() {
                 return Err(corrupt(format!(
                     "entry point {} is not a node of the top layer",

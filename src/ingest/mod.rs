@@ -901,4 +901,3 @@ fn write_atomic(
     }
     Ok(())
 }
-

@@ -1,0 +1,184 @@
+//! Golden files: a small version-1 index checked in under `tests/golden/v1/` must keep
+//! opening, verifying and answering exactly as when it was written, with the current code.
+//! A fresh build of the same data must produce a byte-identical store file, so any change
+//! to the store format is deliberate (bump `FORMAT_VERSION` and add a new golden set).
+//!
+//! Regenerate (only when the format version changes, into a new folder):
+//! `cargo test --test golden -- --ignored regenerate_golden`
+
+use mrl_index::format::{Container, SectionEntry};
+use mrl_index::graph::{section, GRAPH_MAGIC};
+use mrl_index::ingest::MatrixSource;
+use mrl_index::progress::NoProgress;
+use mrl_index::synth::MatryoshkaLike;
+use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const N: usize = 300;
+const DIM: usize = 32;
+const NQ: usize = 8;
+const K: usize = 5;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+}
+
+fn data() -> (Vec<f32>, Vec<f32>, Vec<u64>) {
+    let gen = MatryoshkaLike {
+        clusters: 8,
+        ..MatryoshkaLike::with_dim(DIM, 2024)
+    };
+    let ids: Vec<u64> = (0..N as u64).map(|i| 1_000_000 + i * 7).collect();
+    (gen.items(N), gen.queries(NQ), ids)
+}
+
+fn builder() -> IndexBuilder {
+    IndexBuilder::new()
+        .coarse_dim(8)
+        .widths(vec![8, 16, 32])
+        .m(8)
+        .ef_construction(50)
+        .seed(7)
+        .threads(1)
+}
+
+fn build_into(dir: &Path) {
+    let (items, _, ids) = data();
+    let src = MatrixSource::new(items, DIM).unwrap();
+    builder()
+        .overwrite(true)
+        .build(&src, Some(&ids), dir, &NoProgress)
+        .unwrap();
+}
+
+fn file_with_prefix(dir: &Path, prefix: &str) -> Vec<u8> {
+    let path = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* file in {}", dir.display()));
+    fs::read(path).unwrap()
+}
+
+// expected.json: {"plan": "...", "ef": N, "queries": [[f32; 32]; 8],
+//                 "results": [[{"id": u64, "score": f32}; 5]; 8]}
+
+/// The graph file's section table without the build-info section (which records the build
+/// time): offsets, lengths and CRC-32s of the metadata and every neighbour list.
+fn graph_content(dir: &Path) -> Vec<SectionEntry> {
+    let bytes = file_with_prefix(dir, "graph-");
+    let c = Container::parse(&bytes, &GRAPH_MAGIC, "graph").unwrap();
+    c.sections()
+        .iter()
+        .filter(|s| s.kind != section::BUILD_INFO)
+        .copied()
+        .collect()
+}
+
+#[test]
+fn golden_v1_index_reads_verifies_and_answers_as_written() {
+    let dir = golden_dir();
+    let index = Index::open(&dir).expect("golden index opens");
+    index.verify().expect("golden index verifies");
+    assert_eq!(index.len(), N);
+    assert_eq!(index.widths(), vec![8, 16, 32]);
+    assert_eq!(index.coarse_dim(), 8);
+    assert_eq!(index.store().container().header().format_version, 1);
+    let expected: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let plan = expected["plan"].as_str().unwrap().parse().unwrap();
+    let params = SearchParams {
+        plan: Some(plan),
+        ef: Some(expected["ef"].as_u64().unwrap() as usize),
+    };
+    let queries = expected["queries"].as_array().unwrap();
+    let results = expected["results"].as_array().unwrap();
+    assert_eq!(queries.len(), NQ);
+    for (q, want) in queries.iter().zip(results) {
+        let q: Vec<f32> = q
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let hits = index.search(&q, K, &params).unwrap();
+        let want = want.as_array().unwrap();
+        assert_eq!(hits.len(), want.len());
+        for (h, w) in hits.iter().zip(want) {
+            assert_eq!(h.id, w["id"].as_u64().unwrap());
+            assert_eq!(
+                h.score,
+                w["score"].as_f64().unwrap() as f32,
+                "score of id {}",
+                h.id
+            );
+        }
+        let exact = index.exact_search(&q, K, DIM, &Filter::NONE).unwrap();
+        assert_eq!(hits, exact, "this plan covers all items, so it is exact");
+    }
+}
+
+#[test]
+fn fresh_build_writes_the_golden_store_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    build_into(tmp.path());
+    assert!(
+        file_with_prefix(tmp.path(), "store-") == file_with_prefix(&golden_dir(), "store-"),
+        "the store format changed: bump FORMAT_VERSION and add tests/golden/v2"
+    );
+}
+
+#[test]
+fn single_threaded_builds_are_reproducible() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    build_into(a.path());
+    build_into(b.path());
+    assert_eq!(graph_content(a.path()), graph_content(b.path()));
+    // A different seed gives a different insertion order, hence a different graph.
+    let c = tempfile::tempdir().unwrap();
+    let (items, _, ids) = data();
+    builder()
+        .seed(8)
+        .build(
+            &MatrixSource::new(items, DIM).unwrap(),
+            Some(&ids),
+            c.path(),
+            &NoProgress,
+        )
+        .unwrap();
+    assert_ne!(graph_content(a.path()), graph_content(c.path()));
+}
+
+#[test]
+#[ignore = "writes tests/golden/v1; run only to create a new golden set"]
+fn regenerate_golden() {
+    let dir = golden_dir();
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    build_into(&dir);
+    let index = Index::open(&dir).unwrap();
+    let (_, queries, _) = data();
+    let plan = format!("8:{N},16:50,32:k");
+    let params = SearchParams {
+        plan: Some(plan.parse().unwrap()),
+        ef: Some(N),
+    };
+    let mut qs = Vec::new();
+    let mut rs = Vec::new();
+    for q in queries.chunks_exact(DIM) {
+        let hits = index.search(q, K, &params).unwrap();
+        qs.push(serde_json::json!(q));
+        rs.push(serde_json::json!(hits
+            .iter()
+            .map(|h| serde_json::json!({"id": h.id, "score": h.score}))
+            .collect::<Vec<_>>()));
+    }
+    let v = serde_json::json!({"plan": plan, "ef": N, "queries": qs, "results": rs});
+    fs::write(
+        dir.join("expected.json"),
+        serde_json::to_string_pretty(&v).unwrap(),
+    )
+    .unwrap();
+}
