@@ -84,6 +84,10 @@ pub fn run(a: DemoArgs) -> Result<(), Error> {
     let mut scratch = Scratch::new();
     let mut out: Vec<Hit> = Vec::with_capacity(k);
     let mut found = Vec::with_capacity(nq);
+    // Warm up: page in the mapped files and size the scratch.
+    for q in queries.chunks_exact(dim).take(50) {
+        index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
+    }
     let t = Instant::now();
     for q in queries.chunks_exact(dim) {
         index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
