@@ -80,8 +80,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let dimq = index.dim();
     for p in plans {
-        let plan: SearchPlan = p.parse()?;
-        let params = SearchParams::with_plan(plan);
+        // `PLAN@EF` sets the graph's beam width separately from the coarse keep.
+        let (plan_text, ef) = match p.split_once('@') {
+            Some((pl, ef)) => (pl, Some(ef.parse::<usize>()?)),
+            None => (p.as_str(), None),
+        };
+        let plan: SearchPlan = plan_text.parse()?;
+        let params = SearchParams { plan: Some(plan), ef };
         let mut scratch = Scratch::new();
         let mut out: Vec<Hit> = Vec::with_capacity(10);
         let mut found = Vec::with_capacity(nq);
