@@ -22,19 +22,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..MatryoshkaLike::with_dim(dim, 42)
     };
     println!("set: {n} items, {nq} queries, {gen:?}");
-    let dir = std::env::temp_dir().join(format!("mrl-tune-{}-{n}-{decay}", std::process::id()));
-    let t = Instant::now();
-    let items = MatrixSource::new(gen.items(n), dim)?;
-    let report = IndexBuilder::new()
-        .overwrite(true)
-        .build(&items, None, &dir, &NoProgress)?;
-    println!(
-        "build {:.1}s (store {:.1}s, graph {:.1}s)",
-        t.elapsed().as_secs_f64(),
-        report.store_seconds,
-        report.graph_seconds
-    );
-    drop(items);
+    // MRL_TUNE_DIR keeps the index between runs (reused if it exists).
+    let keep_dir = std::env::var_os("MRL_TUNE_DIR").map(std::path::PathBuf::from);
+    let dir = keep_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("mrl-tune-{}-{n}-{decay}", std::process::id()))
+    });
+    if !(keep_dir.is_some() && dir.join("MANIFEST").exists()) {
+        let t = Instant::now();
+        let items = MatrixSource::new(gen.items(n), dim)?;
+        let report = IndexBuilder::new()
+            .overwrite(true)
+            .build(&items, None, &dir, &NoProgress)?;
+        println!(
+            "build {:.1}s (store {:.1}s, graph {:.1}s)",
+            t.elapsed().as_secs_f64(),
+            report.store_seconds,
+            report.graph_seconds
+        );
+    }
     let index = Index::open(&dir)?;
     let queries = gen.queries(nq);
     let full = index.store().bands().len();
@@ -96,18 +101,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let t = Instant::now();
         let mut madds = 0u64;
+        let mut coarse = 0usize;
         for q in queries.chunks_exact(dimq) {
             index.search_with(&mut scratch, q, 10, &params, &Filter::NONE, &mut out)?;
             madds += scratch.stats.multiply_adds;
+            coarse += scratch.stats.coarse_scored;
             found.push(out.clone());
         }
         let qps = nq as f64 / t.elapsed().as_secs_f64();
         println!(
-            "{p:45} recall@10 {:.4}  {qps:8.0} q/s (1 thread)  {:.2} M mult-adds/query",
+            "{p:45} recall@10 {:.4}  {qps:8.0} q/s (1 thread)  {:.2} M mult-adds/query  {:.0} coarse rows scored/query",
             mean_recall(&found, &truth, 10),
-            madds as f64 / nq as f64 / 1e6
+            madds as f64 / nq as f64 / 1e6,
+            coarse as f64 / nq as f64
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

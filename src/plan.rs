@@ -142,10 +142,10 @@ impl SearchPlan {
 
     /// The default plan for an index with these nested widths and coarse width.
     ///
-    /// The coarse stage keeps `coarse_keep` candidates; each later nested width divides the
-    /// pool by `shrink` (never below 4·k... resolved at search time by [`Keep::resolve`]),
-    /// and the full width keeps `k`. See `docs/tuning.md` for the measurements behind the
-    /// defaults [`DEFAULT_COARSE_KEEP`] and [`DEFAULT_SHRINK`].
+    /// The coarse stage keeps [`DEFAULT_COARSE_KEEP`] candidates; each later nested width
+    /// divides the pool by [`DEFAULT_SHRINK`] (never below `k`: see [`Keep::resolve`]), and the
+    /// full width keeps `k`. For widths 64..1024 this is `64:1000,128:300,256:90,512:27,1024:k`.
+    /// See `docs/tuning.md` for the measurements behind it.
     pub fn default_for(widths: &[usize], coarse_dim: usize) -> SearchPlan {
         Self::geometric(widths, coarse_dim, DEFAULT_COARSE_KEEP, DEFAULT_SHRINK)
     }
@@ -185,7 +185,7 @@ impl SearchPlan {
 /// Candidates the coarse stage of the default plan keeps.
 pub const DEFAULT_COARSE_KEEP: usize = 1000;
 /// Factor by which the default plan shrinks the pool at each later width.
-pub const DEFAULT_SHRINK: f64 = 3.0;
+pub const DEFAULT_SHRINK: f64 = 10.0 / 3.0;
 
 impl fmt::Display for SearchPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn default_plan_covers_every_width() {
         let p = SearchPlan::default_for(&[64, 128, 256, 512, 1024], 64);
-        assert_eq!(p.to_string(), "64:1000,128:333,256:111,512:37,1024:k");
+        assert_eq!(p.to_string(), "64:1000,128:300,256:90,512:27,1024:k");
         p.check_against(&[64, 128, 256, 512, 1024], 64).unwrap();
         let single = SearchPlan::default_for(&[64], 64);
         assert_eq!(single.to_string(), "64:k");
