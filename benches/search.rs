@@ -95,8 +95,19 @@ fn bench_kernels(c: &mut Criterion) {
         let mut out: Vec<Candidate> = Vec::new();
         group.bench_with_input(BenchmarkId::from_parameter(ef), &ef, |b, &ef| {
             b.iter(|| {
-                let scorer = PrefixScorer { store, query: q, n_bands: 1 };
-                search_graph(f.index.graph(), &scorer, ef, &mut scratch, |_| true, &mut out);
+                let scorer = PrefixScorer {
+                    store,
+                    query: q,
+                    n_bands: 1,
+                };
+                search_graph(
+                    f.index.graph(),
+                    &scorer,
+                    ef,
+                    &mut scratch,
+                    |_| true,
+                    &mut out,
+                );
                 black_box(out.len())
             })
         });
@@ -107,7 +118,9 @@ fn bench_kernels(c: &mut Criterion) {
     let mut group = c.benchmark_group("cascade_stage");
     let band = store.bands().len() - 1;
     let bspec = store.bands()[band];
-    let rows: Vec<u32> = (0..1000u32).map(|i| (i * 7919) % store.len() as u32).collect();
+    let rows: Vec<u32> = (0..1000u32)
+        .map(|i| (i * 7919) % store.len() as u32)
+        .collect();
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.bench_function(BenchmarkId::new("extend_1000", bspec.width()), |b| {
         b.iter(|| {

@@ -91,7 +91,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => (p.as_str(), None),
         };
         let plan: SearchPlan = plan_text.parse()?;
-        let params = SearchParams { plan: Some(plan), ef };
+        let params = SearchParams {
+            plan: Some(plan),
+            ef,
+        };
         let mut scratch = Scratch::new();
         let mut out: Vec<Hit> = Vec::with_capacity(10);
         let mut found = Vec::with_capacity(nq);

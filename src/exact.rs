@@ -31,7 +31,12 @@ pub fn top_k(store: &Store, query: &[f32], k: usize, n_bands: usize, filter: &Fi
 }
 
 /// The `k` best rows of `scores` that pass `eligible`, as hits, best first.
-fn select_best(store: &Store, scores: &[f32], k: usize, eligible: impl Fn(usize) -> bool) -> Vec<Hit> {
+fn select_best(
+    store: &Store,
+    scores: &[f32],
+    k: usize,
+    eligible: impl Fn(usize) -> bool,
+) -> Vec<Hit> {
     let mut cands: Vec<Candidate> = scores
         .iter()
         .enumerate()
@@ -140,6 +145,9 @@ mod tests {
             assert_eq!(hits, &top_k(&store, q, 7, 2, &Filter::NONE));
         }
         let coarse = batch_top_k(&store, &queries, 7, 1);
-        assert_eq!(coarse[3], top_k(&store, &queries[3 * dim..4 * dim], 7, 1, &Filter::NONE));
+        assert_eq!(
+            coarse[3],
+            top_k(&store, &queries[3 * dim..4 * dim], 7, 1, &Filter::NONE)
+        );
     }
 }
