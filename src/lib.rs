@@ -46,8 +46,10 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod bench;
 pub mod build;
 pub mod bytes;
+pub mod encoder;
 pub mod exact;
 pub mod format;
 pub mod graph;
@@ -81,6 +83,9 @@ pub enum Error {
     /// Answering a query.
     #[error(transparent)]
     Search(#[from] SearchError),
+    /// Running an encoder.
+    #[error(transparent)]
+    Encoder(#[from] encoder::EncoderError),
     /// A search plan.
     #[error(transparent)]
     Plan(#[from] plan::PlanError),

@@ -16,7 +16,7 @@ fn default_plan_recall_at_10_is_at_least_0_95() {
     let seed = 20261122;
     let (n, nq, dim) = (20_000, 200, 512);
     println!("generated Matryoshka-like set: {n} items × {dim} dims, {nq} queries, seed {seed}");
-    let b = common::build(n, nq, dim, seed, IndexBuilder::new().threads(2));
+    let b = common::build(n, nq, dim, seed, IndexBuilder::new().threads(1));
     let full = b.index.store().bands().len();
     let truth = batch_top_k(b.index.store(), &b.queries, 10, full);
     let found = b
@@ -44,7 +44,7 @@ fn default_plan_recall_at_10_is_at_least_0_95() {
 
 #[test]
 fn final_scores_are_exact_full_width_inner_products() {
-    let b = common::build(3000, 20, 256, 7, IndexBuilder::new());
+    let b = common::build(3000, 20, 256, 7, IndexBuilder::new().threads(1));
     let dim = 256;
     for q in b.queries.chunks_exact(dim) {
         let hits = b.index.search(q, 10, &SearchParams::default()).unwrap();
@@ -73,7 +73,7 @@ fn final_scores_are_exact_full_width_inner_products() {
 #[test]
 fn plan_covering_everything_equals_exact_search() {
     // Keeping every item at the coarse stage makes the cascade exact.
-    let b = common::build(1500, 20, 128, 3, IndexBuilder::new());
+    let b = common::build(1500, 20, 128, 3, IndexBuilder::new().threads(1));
     let plan: SearchPlan = "64:1500,128:k".parse().unwrap();
     let params = SearchParams {
         plan: Some(plan),
@@ -89,7 +89,7 @@ fn plan_covering_everything_equals_exact_search() {
 #[test]
 fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
     let (n, nq, dim, c) = (10_000usize, 200usize, 128usize, 64usize);
-    let b = common::build(n, nq, dim, 11, IndexBuilder::new());
+    let b = common::build(n, nq, dim, 11, IndexBuilder::new().threads(1));
     let store = b.index.store();
     // Rebuild the same graph here to keep hnsw_rs's own object for its search.
     let mut coarse = Vec::with_capacity(n * c);

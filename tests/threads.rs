@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[test]
 fn concurrent_searches_match_single_threaded() {
-    let b = common::build(5000, 64, 256, 99, IndexBuilder::new());
+    let b = common::build(5000, 64, 256, 99, IndexBuilder::new().threads(1));
     let index = Arc::new(b.index);
     let queries = Arc::new(b.queries);
     let params = SearchParams::default();

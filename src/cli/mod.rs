@@ -1,8 +1,10 @@
 //! Command definitions and dispatch.
 
 mod bars;
+mod bench;
 mod build;
 mod demo;
+mod encode;
 mod info;
 mod search;
 
@@ -28,6 +30,15 @@ enum Command {
     Info(info::InfoArgs),
     /// Check every checksum and structural invariant of an index.
     Verify(info::VerifyArgs),
+    /// Turn item features into item vectors with the ONNX item encoder.
+    EmbedItems(encode::EmbedArgs),
+    /// Recommend for a history of item ids with the ONNX query encoder and the index.
+    Recommend(encode::RecommendArgs),
+    /// Leave-one-out Recall/NDCG@5/10/20 through the index: exact at each width and the cascade.
+    Eval(encode::EvalArgs),
+    /// Sweep exact search per width, the coarse graph alone and cascade plans; write recall,
+    /// queries per second and latency percentiles as JSON, CSV and plots.
+    Bench(bench::BenchArgs),
     /// Generate a Matryoshka-like set, build an index, and report recall@10 and queries per
     /// second against exact search. Needs no arguments.
     Demo(demo::DemoArgs),
@@ -42,6 +53,10 @@ pub fn run() -> ExitCode {
         Command::Info(a) => info::run_info(a),
         Command::Verify(a) => info::run_verify(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::EmbedItems(a) => encode::run_embed(a),
+        Command::Recommend(a) => encode::run_recommend(a),
+        Command::Eval(a) => encode::run_eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

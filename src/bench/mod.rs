@@ -1,0 +1,1 @@
+//! Benchmark harness (being written): recall-versus-latency sweeps per granularity.

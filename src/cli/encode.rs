@@ -1,0 +1,351 @@
+//! `mrl-index embed-items`, `recommend` and `eval`: the encoder path.
+
+use super::parse_list;
+use clap::Args;
+use mrl_index::encoder::{ItemEncoder, QueryEncoder, MAX_HISTORY};
+use mrl_index::ingest::{self, VectorSource};
+use mrl_index::{Error, Filter, Index, SearchParams, SearchPlan};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `embed-items`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The item encoder (item_encoder.onnx).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Item features, one row per item (.npy f32/f16/f64 or .fvecs).
+    #[arg(long)]
+    features: PathBuf,
+    /// Output item vectors (.npy, f32).
+    #[arg(long)]
+    out: PathBuf,
+    /// Rows per inference call.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+}
+
+/// Runs `embed-items`.
+pub fn run_embed(a: EmbedArgs) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let encoder = ItemEncoder::open(&a.encoder)?;
+    let features = ingest::read_matrix_f32(&a.features)?;
+    if features.dim() != encoder.in_dim() {
+        return Err(Error::Other(format!(
+            "{}: features have {} columns but the encoder takes {}",
+            a.features.display(),
+            features.dim(),
+            encoder.in_dim()
+        )));
+    }
+    let vectors = encoder.encode(features.as_slice(), a.batch)?;
+    ingest::write_npy_f32(&a.out, &vectors, features.len(), encoder.out_dim())?;
+    println!(
+        "embedded {} items ({} → {} dims) into {} in {:.1}s",
+        features.len(),
+        encoder.in_dim(),
+        encoder.out_dim(),
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Item titles by external id, for display.
+pub struct Titles(HashMap<u64, String>);
+
+impl Titles {
+    /// Reads titles: a JSON object `{"titles": [...], "first_id": N}` (entry r is the title of
+    /// id r + first_id; first_id defaults to 1, the P5 convention), or `{"<id>": "title", ...}`.
+    pub fn read(path: &Path) -> Result<Titles, Error> {
+        let bad = |why: String| Error::Other(format!("{}: {why}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let mut map = HashMap::new();
+        if let Some(list) = v.get("titles").and_then(|t| t.as_array()) {
+            let first = v.get("first_id").and_then(|f| f.as_u64()).unwrap_or(1);
+            for (r, t) in list.iter().enumerate() {
+                map.insert(first + r as u64, t.as_str().unwrap_or("").to_string());
+            }
+        } else if let Some(obj) = v.as_object() {
+            for (k, t) in obj {
+                let id = k
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("key {k:?} is not an id")))?;
+                map.insert(id, t.as_str().unwrap_or("").to_string());
+            }
+        } else {
+            return Err(bad(
+                "expected {\"titles\": [...]} or {\"<id>\": \"title\"}".into()
+            ));
+        }
+        Ok(Titles(map))
+    }
+
+    /// The title of `id`, if known.
+    pub fn get(&self, id: u64) -> Option<&str> {
+        self.0.get(&id).map(String::as_str)
+    }
+}
+
+/// Arguments of `recommend`.
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// Index directory of item vectors.
+    #[arg(long)]
+    index: PathBuf,
+    /// The query encoder (query_encoder.onnx).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// The user's history: item ids, oldest first, comma-separated.
+    #[arg(long)]
+    history: String,
+    /// Recommendations to return.
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    k: usize,
+    /// Cascade plan [default: the index's].
+    #[arg(long)]
+    plan: Option<String>,
+    /// Beam width of the coarse graph search.
+    #[arg(long)]
+    ef: Option<usize>,
+    /// Also recommend items already in the history (excluded by default).
+    #[arg(long)]
+    keep_history: bool,
+    /// Titles to print beside the ids (see `Titles::read` for the format).
+    #[arg(long)]
+    titles: Option<PathBuf>,
+    /// Print one JSON object: {"ids": [...], "scores": [...], "titles": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `recommend`.
+pub fn run_recommend(a: RecommendArgs) -> Result<(), Error> {
+    let index = Index::open(&a.index)?;
+    let encoder = QueryEncoder::open(&a.encoder)?;
+    let history: Vec<u64> = parse_list(&a.history, "--history")?;
+    let titles = a.titles.as_deref().map(Titles::read).transpose()?;
+    let plan = a
+        .plan
+        .as_deref()
+        .map(str::parse::<SearchPlan>)
+        .transpose()?;
+    let params = SearchParams { plan, ef: a.ef };
+    let hits = recommend(&index, &encoder, &history, a.k, &params, a.keep_history)?;
+    let title = |id: u64| titles.as_ref().and_then(|t| t.get(id)).unwrap_or("");
+    if a.json {
+        let v = serde_json::json!({
+            "history": history,
+            "ids": hits.iter().map(|h| h.id).collect::<Vec<_>>(),
+            "scores": hits.iter().map(|h| h.score).collect::<Vec<_>>(),
+            "titles": hits.iter().map(|h| title(h.id)).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    for (rank, h) in hits.iter().enumerate() {
+        println!(
+            "{:>3}. {:>8}  {:>9.4}  {}",
+            rank + 1,
+            h.id,
+            h.score,
+            title(h.id)
+        );
+    }
+    Ok(())
+}
+
+/// Encodes `history` and searches, excluding the history's items unless `keep_history`.
+pub fn recommend(
+    index: &Index,
+    encoder: &QueryEncoder,
+    history: &[u64],
+    k: usize,
+    params: &SearchParams,
+    keep_history: bool,
+) -> Result<Vec<mrl_index::Hit>, Error> {
+    let query = encoder.encode_ids(index, history)?;
+    let filter = if keep_history {
+        Filter::NONE
+    } else {
+        Filter::deny(history)
+    };
+    Ok(index.search_filtered(&query, k, params, &filter)?)
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Index directory of item vectors (ids = item ids of the sequences).
+    #[arg(long)]
+    index: PathBuf,
+    /// The query encoder (query_encoder.onnx).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Sequences: one line per user, `user item item ...`, oldest first (P5 format).
+    #[arg(long)]
+    sequences: PathBuf,
+    /// Evaluate only the first N users (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_users: usize,
+    /// Cascade plan [default: the index's].
+    #[arg(long)]
+    plan: Option<String>,
+    /// Beam width of the coarse graph search.
+    #[arg(long)]
+    ef: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+const CUTOFFS: [usize; 3] = [5, 10, 20];
+
+/// Recall@k and NDCG@k accumulators for one ranking method.
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    recall: [f64; 3],
+    ndcg: [f64; 3],
+    users: usize,
+}
+
+impl Metrics {
+    fn add(&mut self, ranked: &[u64], target: u64) {
+        self.users += 1;
+        if let Some(rank) = ranked.iter().position(|&id| id == target) {
+            for (i, &c) in CUTOFFS.iter().enumerate() {
+                if rank < c {
+                    self.recall[i] += 1.0;
+                    self.ndcg[i] += 1.0 / ((rank + 2) as f64).log2();
+                }
+            }
+        }
+    }
+    fn mean(&self) -> ([f64; 3], [f64; 3]) {
+        let n = self.users.max(1) as f64;
+        (self.recall.map(|x| x / n), self.ndcg.map(|x| x / n))
+    }
+}
+
+/// Reads P5-format sequences: `user item item ...` per line.
+pub fn read_sequences(path: &Path) -> Result<Vec<Vec<u64>>, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (line_no, line) in text.lines().enumerate() {
+        let mut fields = line.split_whitespace();
+        if fields.next().is_none() {
+            continue;
+        }
+        let items = fields
+            .map(|f| f.parse::<u64>())
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|e| Error::Other(format!("{}: line {}: {e}", path.display(), line_no + 1)))?;
+        out.push(items);
+    }
+    Ok(out)
+}
+
+/// Runs `eval`: leave-one-out (the last item is the target, the rest the history) Recall and
+/// NDCG at 5/10/20, for exact search at every nested width and for the cascade.
+pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let index = Index::open(&a.index)?;
+    let encoder = QueryEncoder::open(&a.encoder)?;
+    let plan = a
+        .plan
+        .as_deref()
+        .map(str::parse::<SearchPlan>)
+        .transpose()?;
+    let params = SearchParams { plan, ef: a.ef };
+    let mut users = read_sequences(&a.sequences)?;
+    users.retain(|s| s.len() >= 2);
+    if a.max_users > 0 {
+        users.truncate(a.max_users);
+    }
+    let dim = index.dim();
+    // Encode queries in batches.
+    let mut queries = Vec::with_capacity(users.len() * dim);
+    let mut rows = Vec::new();
+    for chunk in users.chunks(256) {
+        let mut histories: Vec<Vec<f32>> = Vec::with_capacity(chunk.len());
+        for seq in chunk {
+            let hist = &seq[..seq.len() - 1];
+            let hist = &hist[hist.len().saturating_sub(MAX_HISTORY)..];
+            rows.clear();
+            rows.resize(hist.len() * dim, 0.0);
+            for (i, &id) in hist.iter().enumerate() {
+                let row = index
+                    .store()
+                    .row_of(id)
+                    .ok_or(mrl_index::encoder::EncoderError::UnknownItem { id })?;
+                index
+                    .store()
+                    .read_vector(row as usize, &mut rows[i * dim..(i + 1) * dim]);
+            }
+            histories.push(rows.clone());
+        }
+        let refs: Vec<&[f32]> = histories.iter().map(Vec::as_slice).collect();
+        queries.extend(encoder.encode(&refs)?);
+    }
+    let t_encode = t0.elapsed().as_secs_f64();
+    let targets: Vec<u64> = users.iter().map(|s| s[s.len() - 1]).collect();
+    let kmax = *CUTOFFS.last().unwrap_or(&20);
+    let mut results: Vec<(String, Metrics)> = Vec::new();
+    for (b, band) in index.store().bands().iter().enumerate() {
+        let ranked = mrl_index::exact::batch_top_k(index.store(), &queries, kmax, b + 1);
+        let mut m = Metrics::default();
+        for (r, &t) in ranked.iter().zip(&targets) {
+            m.add(&r.iter().map(|h| h.id).collect::<Vec<_>>(), t);
+        }
+        results.push((format!("exact@{}", band.end), m));
+    }
+    let t = Instant::now();
+    let found = index.search_batch(&queries, kmax, &params, &Filter::NONE)?;
+    let cascade_secs = t.elapsed().as_secs_f64();
+    let mut m = Metrics::default();
+    for (r, &t) in found.iter().zip(&targets) {
+        m.add(&r.iter().map(|h| h.id).collect::<Vec<_>>(), t);
+    }
+    let plan_text = params
+        .plan
+        .as_ref()
+        .unwrap_or(index.default_plan())
+        .to_string();
+    results.push((format!("cascade {plan_text}"), m));
+    if a.json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, m)| {
+                let (r, n) = m.mean();
+                serde_json::json!({"method": name, "users": m.users,
+                    "recall@5": r[0], "recall@10": r[1], "recall@20": r[2],
+                    "ndcg@5": n[0], "ndcg@10": n[1], "ndcg@20": n[2]})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        println!(
+            "{} users (leave-one-out, full ranking over {} items, history not filtered); encoding {:.1}s, cascade {:.2}s",
+            users.len(),
+            index.len(),
+            t_encode,
+            cascade_secs
+        );
+        println!(
+            "{:<48} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "method", "R@5", "R@10", "R@20", "N@5", "N@10", "N@20"
+        );
+        for (name, m) in &results {
+            let (r, n) = m.mean();
+            println!(
+                "{name:<48} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4}",
+                r[0], r[1], r[2], n[0], n[1], n[2]
+            );
+        }
+    }
+    Ok(())
+}
