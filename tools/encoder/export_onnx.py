@@ -1,0 +1,322 @@
+"""Export the trained fMRLRec weights as two ONNX graphs, built node by node with onnx.helper.
+
+item_encoder.onnx   features [N, 384] float32          -> item_vectors [N, 1024] float32
+                    (e = f W_p + b_p; a width-s item vector is the first s columns)
+query_encoder.onnx  history [B, L, 1024] float32 (item vectors from item_encoder, LEFT-aligned:
+                    row b holds its items oldest-first at positions 0..lengths[b]-1; positions
+                    >= lengths[b] are ignored (zeroed inside the graph), any value there is fine),
+                    lengths [B] int64 in 1..L
+                    -> query [B, 1024] float32 (the last block's output at position lengths[b]-1;
+                    a width-s query is the first s columns; score = query[:s] . item_vector[:s])
+
+B and L are dynamic (L = 1..50 is what the model was trained on; any L >= 1 runs). Nothing is
+unrolled: the LRU recurrence h_t = sum_{s<=t} lam^(t-s) u_s is a causal decay-matrix product whose
+[L, L, 1024] shape comes from Shape(history) (Range -> Exp/Cos/Sin -> batched MatMul). Complex
+numbers are carried as real and imaginary parts. Matryoshka square layers are stored per output
+chunk (chunk j: a [m_j, w_j] matrix reading x[..., :m_j]), so only the 66.7% non-zero block-lower-
+triangular entries are stored; chunk outputs are concatenated. Weight matrices are float16
+initializers followed by Cast to float32; biases, LayerNorm and LRU parameters are float32. All
+arithmetic is float32. In the last block only the last real position goes through C, the residual
+and the FFN (per-position ops), which is the same result as computing every position.
+
+    python tools/encoder/export_onnx.py --params .work/beauty/best_params.npz --out-dir datasets/beauty
+    (also writes datasets/beauty/fixtures/query_encoder_reference.json unless --no-fixtures)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import model as M
+
+OPSET = 17
+IR_VERSION = 8
+F32 = TensorProto.FLOAT
+
+
+class G:
+    """A tiny graph builder: unique names, initializers, nodes."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.n = [], [], 0
+        self._consts = {}
+
+    def name(self, base):
+        self.n += 1
+        return f"{base}_{self.n}"
+
+    def op(self, op_type, inputs, base=None, **attrs):
+        out = self.name(base or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def init(self, name, arr):
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def const_i64(self, vals):
+        key = ("i64",) + tuple(vals)
+        if key not in self._consts:
+            self._consts[key] = self.init(self.name("c_i64"), np.asarray(vals, dtype=np.int64))
+        return self._consts[key]
+
+    def const_f32(self, val):
+        key = ("f32", float(val))
+        if key not in self._consts:
+            self._consts[key] = self.init(self.name("c_f32"), np.asarray(val, dtype=np.float32))
+        return self._consts[key]
+
+    def weight_f16(self, name, arr):
+        """float16 initializer + Cast to float32; returns the float32 tensor's name."""
+        self.init(name, np.asarray(arr, dtype=np.float16))
+        return self.op("Cast", [name], base=name + "_f32", to=F32)
+
+    def slice_last(self, x, a, b):
+        return self.op("Slice", [x, self.const_i64([a]), self.const_i64([b]), self.const_i64([-1])])
+
+
+def mrl_linear(g: G, x, w, b, prefix, with_bias=True):
+    """Block-lower-triangular layer: concat_j( x[..., :m_j] @ W[:m_j, chunk_j] ) + b."""
+    outs = []
+    for j, (a, e) in enumerate(M.chunk_bounds()):
+        wj = g.weight_f16(f"{prefix}.chunk{j}", w[:e, a:e])
+        outs.append(g.op("MatMul", [g.slice_last(x, 0, e), wj]))
+    y = g.op("Concat", outs, axis=-1)
+    if with_bias:
+        y = g.op("Add", [y, g.init(f"{prefix}.bias", np.asarray(b, np.float32))])
+    return y
+
+
+def mrl_layernorm(g: G, x, gamma, beta, prefix, eps=1e-5):
+    outs = []
+    for j, (a, e) in enumerate(M.chunk_bounds()):
+        s = g.init(f"{prefix}.scale{j}", np.asarray(gamma[a:e], np.float32))
+        bb = g.init(f"{prefix}.bias{j}", np.asarray(beta[a:e], np.float32))
+        outs.append(g.op("LayerNormalization", [g.slice_last(x, a, e), s, bb], axis=-1, epsilon=eps))
+    return g.op("Concat", outs, axis=-1)
+
+
+def decay_mix(g: G, P, u):
+    """h[b, t, d] = sum_s P[t, s, d] u[b, s, d] as a batched MatMul over d."""
+    PT = g.op("Transpose", [P], perm=[2, 0, 1])        # [D, T, S]
+    uT = g.op("Transpose", [u], perm=[2, 1, 0])        # [D, S, B]
+    h = g.op("MatMul", [PT, uT])                       # [D, T, B]
+    return g.op("Transpose", [h], perm=[2, 1, 0])      # [B, T, D]
+
+
+def build_query_model(params) -> onnx.ModelProto:
+    g = G()
+    hist = "history"
+    lengths = "lengths"
+    shape = g.op("Shape", [hist])
+    L = g.op("Gather", [shape, g.const_i64([1])], axis=0)           # [1]
+    L0 = g.op("Squeeze", [L, g.const_i64([0])])                      # scalar
+    zero = g.init(g.name("zero"), np.array(0, np.int64))
+    one = g.init(g.name("one"), np.array(1, np.int64))
+    pos_i = g.op("Range", [zero, L0, one])                          # [L] int64
+    pos = g.op("Cast", [pos_i], to=F32)
+    # causal time differences k = t - s and their mask, [L, L, 1]
+    diff = g.op("Sub", [g.op("Unsqueeze", [pos, g.const_i64([1])]), g.op("Unsqueeze", [pos, g.const_i64([0])])])
+    causal = g.op("Cast", [g.op("GreaterOrEqual", [diff, g.const_f32(0.0)])], to=F32)
+    kd = g.op("Unsqueeze", [g.op("Relu", [diff]), g.const_i64([2])])
+    causal = g.op("Unsqueeze", [causal, g.const_i64([2])])
+    # zero the padding (positions >= length): [B, L, 1] bool
+    valid = g.op("Less", [g.op("Unsqueeze", [pos_i, g.const_i64([0])]),
+                          g.op("Unsqueeze", [lengths, g.const_i64([1])])])
+    valid3 = g.op("Unsqueeze", [valid, g.const_i64([2])])
+    x = g.op("Where", [valid3, hist, g.const_f32(0.0)])
+    # index of the last real position, [B, 1, D]
+    last = g.op("Sub", [lengths, one])
+    last = g.op("Reshape", [last, g.const_i64([-1, 1, 1])])
+    last = g.op("Expand", [last, g.const_i64([1, 1, M.D])])
+
+    def gather_last(t):
+        return g.op("GatherElements", [t, last], axis=1)             # [B, 1, D]
+
+    nb = len(params["blocks"])
+    for i, p in enumerate(params["blocks"]):
+        pre = f"b{i}"
+        final = i == nb - 1
+        y = mrl_layernorm(g, x, p["ln1_g"], p["ln1_b"], f"{pre}.ln1")
+        gamma = g.op("Exp", [g.init(f"{pre}.gamma_log", np.asarray(p["gamma_log"], np.float32))])
+        nu = g.op("Exp", [g.init(f"{pre}.nu_log", np.asarray(p["nu_log"], np.float32))])
+        theta = g.op("Exp", [g.init(f"{pre}.theta_log", np.asarray(p["theta_log"], np.float32))])
+        u_re = g.op("Mul", [mrl_linear(g, y, p["B_re_w"], p["B_re_b"], f"{pre}.B_re"), gamma])
+        u_im = g.op("Mul", [mrl_linear(g, y, p["B_im_w"], p["B_im_b"], f"{pre}.B_im"), gamma])
+        mag = g.op("Mul", [g.op("Exp", [g.op("Neg", [g.op("Mul", [kd, nu])])]), causal])   # [L, L, D]
+        ang = g.op("Mul", [kd, theta])
+        P_re = g.op("Mul", [mag, g.op("Cos", [ang])])
+        P_im = g.op("Mul", [mag, g.op("Sin", [ang])])
+        h_re = g.op("Sub", [decay_mix(g, P_re, u_re), decay_mix(g, P_im, u_im)])
+        h_im = g.op("Add", [decay_mix(g, P_re, u_im), decay_mix(g, P_im, u_re)])
+        if final:
+            h_re, h_im, x = gather_last(h_re), gather_last(h_im), gather_last(x)
+        out = g.op("Sub", [mrl_linear(g, h_re, p["C_re_w"], p["C_re_b"], f"{pre}.C_re"),
+                           mrl_linear(g, h_im, p["C_im_w"], None, f"{pre}.C_im", with_bias=False)])
+        h = g.op("Add", [x, out])
+        y2 = mrl_layernorm(g, h, p["ln2_g"], p["ln2_b"], f"{pre}.ln2")
+        gt = mrl_linear(g, y2, p["gate_w"], p["gate_b"], f"{pre}.gate")
+        gt = g.op("Mul", [gt, g.op("Sigmoid", [gt])])                  # SiLU
+        a = mrl_linear(g, y2, p["w1_w"], p["w1_b"], f"{pre}.w1")
+        f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
+        x = g.op("Add", [h, f])
+    g.nodes.append(helper.make_node("Squeeze", [x, g.const_i64([1])], ["query"], name="squeeze_query"))
+    graph = helper.make_graph(
+        g.nodes, "fmrlrec_query_encoder",
+        [helper.make_tensor_value_info("history", F32, ["B", "L", M.D]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"])],
+        [helper.make_tensor_value_info("query", F32, ["B", M.D])],
+        initializer=g.inits)
+    return _finish(graph, {
+        "history_layout": "left-aligned: history[b, :lengths[b]] oldest first; the rest is ignored",
+        "inputs": "history [B, L, 1024] float32 item vectors from item_encoder.onnx; lengths [B] int64 in 1..L",
+        "output": "query [B, 1024] float32; width-s query = first s columns; score = dot with item_vectors[:, :s]",
+        "matryoshka_sizes": ",".join(map(str, M.SIZES)),
+        "blocks": str(nb),
+    })
+
+
+def build_item_model(params) -> onnx.ModelProto:
+    g = G()
+    w = g.weight_f16("proj_w", params["proj_w"])
+    y = g.op("MatMul", ["features", w])
+    g.nodes.append(helper.make_node("Add", [y, g.init("proj_b", np.asarray(params["proj_b"], np.float32))],
+                                    ["item_vectors"], name="add_bias"))
+    graph = helper.make_graph(
+        g.nodes, "fmrlrec_item_encoder",
+        [helper.make_tensor_value_info("features", F32, ["N", M.FEAT_DIM])],
+        [helper.make_tensor_value_info("item_vectors", F32, ["N", M.D])],
+        initializer=g.inits)
+    return _finish(graph, {
+        "inputs": "features [N, 384] float32: all-MiniLM-L6-v2 title embeddings (datasets/beauty/item_features.npy)",
+        "output": "item_vectors [N, 1024] float32, not normalised; width-s vector = first s columns",
+    })
+
+
+def _finish(graph, meta) -> onnx.ModelProto:
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                          producer_name="mrl-index tools/encoder/export_onnx.py")
+    m.ir_version = IR_VERSION
+    base = {"model": "fMRLRec (text-only) trained on Amazon Beauty", "weights": "float16 matrices, float32 math"}
+    base.update(meta)
+    for k, v in base.items():
+        e = m.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def params_from_onnx(query_path, item_path) -> dict:
+    """The float32 parameter pytree that the two ONNX files hold (f16 matrices widened)."""
+    q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(query_path)).graph.initializer}
+    it = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(item_path)).graph.initializer}
+    params = {"proj_w": it["proj_w"].astype(np.float32), "proj_b": it["proj_b"].astype(np.float32), "blocks": []}
+    i = 0
+    while f"b{i}.nu_log" in q:
+        pre = f"b{i}"
+        blk = {k: q[f"{pre}.{k}"].astype(np.float32) for k in ("nu_log", "theta_log", "gamma_log")}
+        for ln in ("ln1", "ln2"):
+            blk[f"{ln}_g"] = np.concatenate([q[f"{pre}.{ln}.scale{j}"] for j in range(len(M.SIZES))])
+            blk[f"{ln}_b"] = np.concatenate([q[f"{pre}.{ln}.bias{j}"] for j in range(len(M.SIZES))])
+        for name in ("B_re", "B_im", "C_re", "C_im", "gate", "w1", "w2"):
+            w = np.zeros((M.D, M.D), np.float32)
+            for j, (a, e) in enumerate(M.chunk_bounds()):
+                w[:e, a:e] = q[f"{pre}.{name}.chunk{j}"].astype(np.float32)
+            blk[f"{name}_w"] = w
+            if f"{pre}.{name}.bias" in q:
+                blk[f"{name}_b"] = q[f"{pre}.{name}.bias"].astype(np.float32)
+        params["blocks"].append(blk)
+        i += 1
+    return params
+
+
+def ort_session(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def make_fixtures(out_dir: Path, data_dir: str, features_path: str):
+    """~4 real histories with their expected ONNX Runtime outputs, for a Rust `ort` test."""
+    import data as D
+
+    feats = D.load_features(features_path)
+    seqs = D.load_sequences(data_dir)
+    item = ort_session(out_dir / "item_encoder.onnx")
+    query = ort_session(out_dir / "query_encoder.onnx")
+    hist, targets = D.eval_examples(seqs, "test")
+    lens = np.array([len(h) for h in hist])
+    picks = [int(np.argmax(lens)), int(np.nonzero(lens == 4)[0][0]), int(np.nonzero(lens == 12)[0][0]),
+             int(np.nonzero(lens == 7)[0][1])]
+    rows = [hist[u] for u in picks]
+    rows[3] = rows[3][-1:]                      # a single-item history
+    lengths = np.array([len(r) for r in rows], np.int64)
+    L = int(lengths.max())
+    all_vecs = item.run(None, {"features": feats})[0]
+    ids = D.pad_left_aligned(rows, L)
+    histv = np.zeros((len(rows), L, M.D), np.float32)
+    for b, r in enumerate(rows):
+        histv[b, :len(r)] = all_vecs[np.asarray(r) - 1]
+    q = query.run(None, {"history": histv, "lengths": lengths})[0]
+    feat_rows = [0, 1, 4096, 12100]
+    iv = item.run(None, {"features": feats[feat_rows]})[0]
+    tops = {}
+    for s in (64, 1024):
+        sc = q[:, :s] @ all_vecs[:, :s].T
+        tops[str(s)] = (np.argsort(-sc, axis=1, kind="stable")[:, :10] + 1).tolist()
+    fx = {
+        "description": "Expected ONNX Runtime outputs of datasets/beauty/{item,query}_encoder.onnx. "
+                       "history = item_vectors[item_id - 1] from item_encoder.onnx applied to "
+                       "item_features.npy (float16 file, widened to float32); left-aligned, "
+                       "positions >= length are padding (item id 0, vector zeros).",
+        "tolerance_max_abs": 1e-4,
+        "users": [int(u) + 1 for u in picks],
+        "item_ids": ids.tolist(),
+        "lengths": lengths.tolist(),
+        "query": [[float(v) for v in row] for row in q],
+        "top10_item_ids_by_width": tops,
+        "feature_rows": feat_rows,
+        "item_ids_of_feature_rows": [r + 1 for r in feat_rows],
+        "item_vectors": [[float(v) for v in row] for row in iv],
+    }
+    fdir = out_dir / "fixtures"
+    fdir.mkdir(parents=True, exist_ok=True)
+    (fdir / "query_encoder_reference.json").write_text(json.dumps(fx) + "\n")
+    print(f"wrote {fdir / 'query_encoder_reference.json'} (lengths {lengths.tolist()})", file=sys.stderr)
+
+
+def main(argv=None):
+    import data as D
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default=".work/beauty/best_params.npz")
+    ap.add_argument("--out-dir", default="datasets/beauty")
+    ap.add_argument("--data-dir", default="../shared/datasets")
+    ap.add_argument("--features", default="datasets/beauty/item_features.npy")
+    ap.add_argument("--no-fixtures", action="store_true")
+    args = ap.parse_args(argv)
+    params = M.load_params(D.resolve(args.params))
+    out = D.resolve(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, builder in (("item_encoder.onnx", build_item_model), ("query_encoder.onnx", build_query_model)):
+        m = builder(params)
+        onnx.save(m, str(out / name))
+        print(f"wrote {out / name}: {(out / name).stat().st_size / 1e6:.2f} MB, {len(m.graph.node)} nodes",
+              file=sys.stderr)
+    if not args.no_fixtures:
+        make_fixtures(out, args.data_dir, args.features)
+
+
+if __name__ == "__main__":
+    main()

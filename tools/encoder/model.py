@@ -1,0 +1,297 @@
+"""fMRLRec (text-only) in jax: Matryoshka LRU sequential recommender.
+
+Facts followed (docs: /work/shared/docs/fmrlrec-notes.md, the paper's public code):
+
+* item vector  e = W_p f + b_p   (Linear 384 -> 1024, not normalised; f = MiniLM title feature)
+* block: x + LRU(MRL-LN(x)) -> h + FFN(MRL-LN(h)),  FFN(x) = w2(SiLU(gate(x)) * w1(x))
+* Matryoshka sizes M = [8, 16, 32, 64, 128, 256, 512, 1024]; every square linear layer is
+  block-lower-triangular (output chunk j reads only the first m_j inputs), implemented as a dense
+  weight times a constant 0/1 mask; LayerNorm per chunk.
+* LRU: h_t = lam * h_{t-1} + gamma * (B x_t),  y_t = Re(C h_t),  lam = exp(-nu + i theta),
+  nu = exp(nu_log), theta = exp(theta_log), gamma = exp(gamma_log) (learnable, initialised to
+  sqrt(1 - |lam|^2)); ring init |lam| in [r_min, r_max]. B and C are complex MRL layers with
+  complex bias; real and imaginary parts are separate real arrays. No D term.
+* The recurrence is evaluated as a causal decay-matrix product
+  h_t = sum_{s<=t} lam^(t-s) u_s,  lam^k = exp(-k nu) (cos k theta + i sin k theta),
+  which is exactly what the ONNX export does (shape taken from the input, nothing unrolled).
+
+Sequences are LEFT-aligned: position 0 is the oldest item, positions >= length are padding. The
+model is causal, so padding after the last real item never changes the real positions, and the
+query vector is z[b, length_b - 1].
+
+Weights are stored as (in, out) matrices, so a layer is x @ W + b.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+D = SIZES[-1]
+FEAT_DIM = 384
+
+# names of the MRL square layers inside a block; each has <name>_w (in, out) and <name>_b (out)
+LRU_MATS = ("B_re", "B_im", "C_re", "C_im")
+FFN_MATS = ("gate", "w1", "w2")
+
+
+def chunk_bounds(sizes=SIZES):
+    """[(start, end)] of each Matryoshka chunk: (0,8), (8,16), (16,32), ..."""
+    starts = (0,) + tuple(sizes[:-1])
+    return list(zip(starts, sizes))
+
+
+def mrl_mask(sizes=SIZES) -> np.ndarray:
+    """0/1 mask (in, out): output chunk j (columns start_j..m_j) reads inputs < m_j."""
+    d = sizes[-1]
+    m = np.zeros((d, d), dtype=np.float32)
+    for a, b in chunk_bounds(sizes):
+        m[:b, a:b] = 1.0
+    return m
+
+
+def mrl_param_count(sizes=SIZES) -> int:
+    return int(sum((b - a) * b for a, b in chunk_bounds(sizes)))
+
+
+# ----------------------------------------------------------------------------- init
+
+def init_params(key, n_blocks: int = 2, feat_dim: int = FEAT_DIM, sizes=SIZES,
+                r_min: float = 0.0, r_max: float = 0.1) -> dict:
+    """PyTorch-like init (nn.Linear: U(+-1/sqrt(fan_in)) with fan_in = m_j for chunk j).
+
+    The imaginary parts of B and C start at zero, as in the reference code (a real nn.Linear
+    converted to complex). Masked-out (upper) weight entries are zero and stay zero.
+    """
+    d = sizes[-1]
+    bounds = np.zeros((d,), dtype=np.float32)  # per output column: 1/sqrt(fan_in)
+    for a, b in chunk_bounds(sizes):
+        bounds[a:b] = 1.0 / np.sqrt(b)
+    mask = jnp.asarray(mrl_mask(sizes))
+    bnd = jnp.asarray(bounds)
+
+    def mrl_linear(k):
+        k1, k2 = jax.random.split(k)
+        w = jax.random.uniform(k1, (d, d), jnp.float32, -1.0, 1.0) * bnd[None, :] * mask
+        b = jax.random.uniform(k2, (d,), jnp.float32, -1.0, 1.0) * bnd
+        return w, b
+
+    keys = jax.random.split(key, 1 + n_blocks)
+    kp1, kp2 = jax.random.split(keys[0])
+    pb = 1.0 / np.sqrt(feat_dim)
+    params = {
+        "proj_w": jax.random.uniform(kp1, (feat_dim, d), jnp.float32, -pb, pb),
+        "proj_b": jax.random.uniform(kp2, (d,), jnp.float32, -pb, pb),
+        "blocks": [],
+    }
+    for i in range(n_blocks):
+        ks = jax.random.split(keys[1 + i], 8)
+        u1 = jax.random.uniform(ks[0], (d,), jnp.float32)
+        u2 = jax.random.uniform(ks[1], (d,), jnp.float32)
+        nu_log = jnp.log(-0.5 * jnp.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2))
+        theta_log = jnp.log(u2 * np.pi * 2)
+        mod = jnp.exp(-jnp.exp(nu_log))
+        gamma_log = jnp.log(jnp.sqrt(1 - mod ** 2))
+        blk = {
+            "ln1_g": jnp.ones((d,)), "ln1_b": jnp.zeros((d,)),
+            "ln2_g": jnp.ones((d,)), "ln2_b": jnp.zeros((d,)),
+            "nu_log": nu_log, "theta_log": theta_log, "gamma_log": gamma_log,
+        }
+        wb, bb = mrl_linear(ks[2])
+        wc, bc = mrl_linear(ks[3])
+        blk.update({
+            "B_re_w": wb, "B_re_b": bb, "B_im_w": jnp.zeros((d, d)), "B_im_b": jnp.zeros((d,)),
+            "C_re_w": wc, "C_re_b": bc, "C_im_w": jnp.zeros((d, d)),
+        })
+        for name, k in zip(FFN_MATS, ks[4:7]):
+            w, b = mrl_linear(k)
+            blk[name + "_w"], blk[name + "_b"] = w, b
+        params["blocks"].append(blk)
+    return params
+
+
+def decay_mask(params) -> dict:
+    """AdamW weight-decay mask: True everywhere except biases (reference: no decay on 'bias')."""
+    def f(path, _):
+        name = str(path[-1].key) if hasattr(path[-1], "key") else str(path[-1])
+        return not name.endswith("_b")
+    return jax.tree_util.tree_map_with_path(f, params)
+
+
+# ----------------------------------------------------------------------------- layers
+
+def mrl_layernorm(x, g, b, sizes=SIZES, eps: float = 1e-5):
+    """A separate LayerNorm over each Matryoshka chunk (8, 8, 16, ..., 512 wide)."""
+    outs = []
+    for a, e in chunk_bounds(sizes):
+        c = x[..., a:e]
+        mu = jnp.mean(c, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(c - mu), axis=-1, keepdims=True)
+        outs.append((c - mu) * jax.lax.rsqrt(var + eps))
+    return jnp.concatenate(outs, axis=-1) * g + b
+
+
+def mrl_linear(x, w, b, mask):
+    return x @ (w * mask) + b
+
+
+def lru_decay_matrix(nu_log, theta_log, L: int):
+    """Causal decay P[t, s, :] = lam^(t-s) for s <= t, else 0; real and imaginary parts."""
+    nu = jnp.exp(nu_log)
+    theta = jnp.exp(theta_log)
+    pos = jnp.arange(L, dtype=jnp.float32)
+    k = pos[:, None] - pos[None, :]                       # t - s
+    causal = (k >= 0).astype(jnp.float32)[..., None]
+    k = jnp.maximum(k, 0.0)[..., None]
+    mag = jnp.exp(-k * nu) * causal
+    return mag * jnp.cos(k * theta), mag * jnp.sin(k * theta)
+
+
+def lru(x, p, mask):
+    """x: [B, L, D] real. Returns Re(C h) with h the complex LRU state at every position."""
+    L = x.shape[1]
+    gamma = jnp.exp(p["gamma_log"])
+    u_re = mrl_linear(x, p["B_re_w"], p["B_re_b"], mask) * gamma
+    u_im = mrl_linear(x, p["B_im_w"], p["B_im_b"], mask) * gamma
+    P_re, P_im = lru_decay_matrix(p["nu_log"], p["theta_log"], L)
+    mix = lambda P, u: jnp.einsum("tsd,bsd->btd", P, u)
+    h_re = mix(P_re, u_re) - mix(P_im, u_im)
+    h_im = mix(P_re, u_im) + mix(P_im, u_re)
+    return h_re @ (p["C_re_w"] * mask) - h_im @ (p["C_im_w"] * mask) + p["C_re_b"]
+
+
+def _dropout(x, rate, key):
+    if key is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def block(x, p, mask, dropout: float = 0.0, key=None):
+    ks = jax.random.split(key, 3) if key is not None else (None, None, None)
+    h = x + _dropout(lru(mrl_layernorm(x, p["ln1_g"], p["ln1_b"]), p, mask), dropout, ks[0])
+    y = mrl_layernorm(h, p["ln2_g"], p["ln2_b"])
+    gate = jax.nn.silu(mrl_linear(y, p["gate_w"], p["gate_b"], mask))
+    a = _dropout(mrl_linear(y, p["w1_w"], p["w1_b"], mask), dropout, ks[1])
+    return h + _dropout(mrl_linear(gate * a, p["w2_w"], p["w2_b"], mask), dropout, ks[2])
+
+
+# ----------------------------------------------------------------------------- model
+
+def item_vectors(params, feats):
+    """[N, 384] features -> [N, 1024] item vectors (prefix s = first s columns)."""
+    return feats @ params["proj_w"] + params["proj_b"]
+
+
+def sequence_forward(params, hist, dropout: float = 0.0, key=None):
+    """hist: [B, L, 1024] item vectors, left-aligned. Returns z: [B, L, 1024] (causal)."""
+    mask = jnp.asarray(mrl_mask())
+    n = len(params["blocks"])
+    keys = jax.random.split(key, n + 1) if key is not None else [None] * (n + 1)
+    x = _dropout(hist, dropout, keys[0])
+    for i, p in enumerate(params["blocks"]):
+        x = block(x, p, mask, dropout, keys[i + 1])
+    return x
+
+
+def query_vectors(params, hist, lengths):
+    """Query z at the last real position of each left-aligned history: [B, 1024]."""
+    z = sequence_forward(params, hist)
+    idx = jnp.clip(lengths - 1, 0, hist.shape[1] - 1)
+    return jnp.take_along_axis(z, idx[:, None, None], axis=1)[:, 0, :]
+
+
+def mrl_logits(z, items, sizes=SIZES):
+    """Scores at every Matryoshka size with one full-width matmul's worth of work.
+
+    z: [P, D], items: [N, D] -> [len(sizes), P, N]; entry k is z[:, :m_k] @ items[:, :m_k].T,
+    computed as per-chunk partial products and a cumulative sum over chunks.
+    """
+    parts = [z[:, a:b] @ items[:, a:b].T for a, b in chunk_bounds(sizes)]
+    return jnp.cumsum(jnp.stack(parts, axis=0), axis=0)
+
+
+def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None):
+    """Mean over sizes of the full-catalogue softmax cross-entropy of the next item.
+
+    feats: [N, 384] (item id i has row i-1); ids, labels: [B, L] int32 item ids (0 = pad), left-
+    aligned; weights: [B, L] float (1 at real positions). Returns (loss, per-size losses).
+    """
+    E = item_vectors(params, feats)                                  # [N, D]
+    E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
+    hist = E_pad[ids]                                                # [B, L, D]
+    z = sequence_forward(params, hist, dropout, key)
+    B, L, Dm = z.shape
+    logits = mrl_logits(z.reshape(B * L, Dm), E)                     # [S, P, N]
+    tgt = jnp.clip(labels.reshape(-1) - 1, 0, E.shape[0] - 1)
+    lse = jax.nn.logsumexp(logits, axis=-1)                          # [S, P]
+    tl = jnp.take_along_axis(logits, tgt[None, :, None], axis=-1)[..., 0]
+    w = weights.reshape(-1)
+    per_size = ((lse - tl) * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0)
+    return per_size.mean(), per_size
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def count_params(params, dense: bool = False) -> int:
+    """Number of trainable entries; dense=False counts only the unmasked MRL weights."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    total = 0
+    for path, v in leaves:
+        name = str(path[-1].key) if hasattr(path[-1], "key") else ""
+        if not dense and name.endswith("_w") and v.shape == (D, D):
+            total += mrl_param_count()
+        else:
+            total += int(np.prod(v.shape))
+    return total
+
+
+def to_numpy(params):
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float32), params)
+
+
+def round_f16(params):
+    """The weights as the ONNX export stores them: every matrix rounded to float16."""
+    def f(path, a):
+        name = str(path[-1].key) if hasattr(path[-1], "key") else ""
+        a = np.asarray(a, dtype=np.float32)
+        if name.endswith("_w"):
+            return a.astype(np.float16).astype(np.float32)
+        return a
+    return jax.tree_util.tree_map_with_path(f, params)
+
+
+def save_params(params, path):
+    """npz with only the unmasked MRL weight entries (66.7%), float32."""
+    mask = mrl_mask().astype(bool)
+    flat = {"proj_w": np.asarray(params["proj_w"]), "proj_b": np.asarray(params["proj_b"]),
+            "n_blocks": np.array(len(params["blocks"]))}
+    for i, blk in enumerate(params["blocks"]):
+        for k, v in blk.items():
+            v = np.asarray(v, dtype=np.float32)
+            flat[f"b{i}.{k}"] = v[mask] if (k.endswith("_w") and v.shape == (D, D)) else v
+    np.savez(path, **flat)
+
+
+def load_params(path) -> dict:
+    mask = mrl_mask().astype(bool)
+    z = np.load(path)
+    n = int(z["n_blocks"])
+    params = {"proj_w": z["proj_w"].astype(np.float32), "proj_b": z["proj_b"].astype(np.float32), "blocks": []}
+    for i in range(n):
+        blk = {}
+        pre = f"b{i}."
+        for key in z.files:
+            if not key.startswith(pre):
+                continue
+            k = key[len(pre):]
+            v = z[key].astype(np.float32)
+            if k.endswith("_w") and v.ndim == 1:
+                full = np.zeros((D, D), dtype=np.float32)
+                full[mask] = v
+                v = full
+            blk[k] = v
+        params["blocks"].append(blk)
+    return params

@@ -1,0 +1,211 @@
+"""Train fMRLRec (text-only) on Amazon Beauty with jax + optax (CPU or GPU, same code).
+
+Loss: mean over the 8 Matryoshka sizes of the full-catalogue softmax cross-entropy of the next
+item at every real position (model.mrl_loss). AdamW (weight decay 0.01 on everything but biases,
+eps 1e-9), global-norm clip 5.0, linear warm-up (100 steps) then cosine decay over ``--epochs``,
+dropout ``--dropout``. Validation (NDCG@10 at width 1024, full ranking) after every epoch; early
+stopping with patience 10; the best validation weights are saved to ``<out-dir>/best_params.npz``.
+
+Time budget: ``--max-minutes`` stops training cleanly (checkpoint + best weights are written);
+``--resume`` continues from ``<out-dir>/ckpt.npz`` (parameters, optimiser state, epoch, RNG and
+early-stopping state), so a run may be split over several commands.
+
+    python tools/encoder/train.py --out-dir .work/beauty [--epochs 500] [--lr 1e-4] [--batch-size 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import data as D
+import evaluate as EV
+import model as M
+
+
+def make_optimizer(params, lr, total_steps, warmup, wd, clip):
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1), 0.0)
+    opt = optax.chain(
+        optax.clip_by_global_norm(clip),
+        optax.adamw(sched, b1=0.9, b2=0.999, eps=1e-9, weight_decay=wd, mask=M.decay_mask(params)),
+    )
+    return opt, sched
+
+
+def save_ckpt(path, params, opt_state, meta):
+    leaves = jax.tree_util.tree_leaves((params, opt_state))
+    arrs = {f"l{i}": np.asarray(x) for i, x in enumerate(leaves)}
+    tmp = str(path) + ".tmp.npz"
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrs)
+    os.replace(tmp, path)
+
+
+def load_ckpt(path, params_like, opt_state_like):
+    z = np.load(path)
+    treedef = jax.tree_util.tree_structure((params_like, opt_state_like))
+    n = treedef.num_leaves
+    leaves = [jnp.asarray(z[f"l{i}"]) for i in range(n)]
+    params, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
+    return params, opt_state, json.loads(str(z["meta"]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/datasets")
+    ap.add_argument("--features", default="datasets/beauty/item_features.npy")
+    ap.add_argument("--out-dir", default=".work/beauty")
+    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--max-len", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=500, help="length of the cosine schedule / max epochs")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup-steps", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--clip", type=float, default=5.0)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--max-minutes", type=float, default=0.0, help="stop after this much wall time (0: none)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (testing)")
+    ap.add_argument("--eval-batch-size", type=int, default=256)
+    ap.add_argument("--no-val", action="store_true", help="skip validation (timing runs)")
+    ap.add_argument("--limit-users", type=int, default=0, help="use only the first N users (testing)")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--ckpt-every-min", type=float, default=3.0)
+    ap.add_argument("--precision", default="default", choices=["default", "high", "highest"],
+                    help="jax matmul precision for training (GPU 'default' allows TF32)")
+    args = ap.parse_args(argv)
+    t_start = time.time()
+    jax.config.update("jax_default_matmul_precision", args.precision)
+
+    out = D.resolve(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    feats_np = D.load_features(args.features)
+    seqs = D.load_sequences(args.data_dir)
+    if args.limit_users:
+        seqs = seqs[: args.limit_users]
+    ts = D.train_examples(seqs, args.max_len)
+    n_pos = sum(len(x) for x in ts.inputs)
+    rng_probe = np.random.RandomState(0)
+    steps_per_epoch = sum(1 for _ in D.train_batches(ts, args.batch_size, rng_probe, args.max_len))
+    total_steps = steps_per_epoch * args.epochs
+    print(f"backend={jax.default_backend()} devices={jax.devices()} users={len(seqs)} "
+          f"train_users={len(ts.inputs)} train_positions={n_pos} steps/epoch={steps_per_epoch}", flush=True)
+
+    feats = jnp.asarray(feats_np)
+    params = M.init_params(jax.random.PRNGKey(args.seed), n_blocks=args.blocks)
+    opt, sched = make_optimizer(params, args.lr, total_steps, args.warmup_steps, args.weight_decay, args.clip)
+    opt_state = opt.init(params)
+    print(f"params: {M.count_params(params)} (unmasked), {M.count_params(params, dense=True)} stored dense",
+          flush=True)
+
+    meta = {"epoch": 0, "step": 0, "best_ndcg10": -1.0, "best_epoch": 0, "bad_epochs": 0,
+            "history": [], "train_seconds": 0.0, "config": vars(args), "done": False}
+    ckpt_path = out / "ckpt.npz"
+    if args.resume and ckpt_path.exists():
+        params, opt_state, meta = load_ckpt(ckpt_path, params, opt_state)
+        print(f"resumed from {ckpt_path} at epoch {meta['epoch']} step {meta['step']}", flush=True)
+        if meta.get("early_stopped") or meta["epoch"] >= args.epochs:
+            print("training already finished", flush=True)
+            return
+        meta["done"] = False
+
+    @jax.jit
+    def train_step(params, opt_state, ids, labels, weights, key):
+        (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
+            params, feats, ids, labels, weights, args.dropout, key)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, loss, per_size
+
+    base_key = jax.random.PRNGKey(args.seed + 1)
+    last_ckpt = time.time()
+    stop_reason = None
+    seconds_before = meta["train_seconds"]
+    t_run = time.time()
+    while meta["epoch"] < args.epochs:
+        ep = meta["epoch"]
+        rng = np.random.RandomState(args.seed * 1000 + ep)
+        t0 = time.time()
+        losses, sizes_loss, nb = jnp.zeros(()), jnp.zeros((len(M.SIZES),)), 0
+        for ids, labels, w in D.train_batches(ts, args.batch_size, rng, args.max_len):
+            key = jax.random.fold_in(base_key, meta["step"])
+            params, opt_state, loss, per_size = train_step(params, opt_state, jnp.asarray(ids),
+                                                           jnp.asarray(labels), jnp.asarray(w), key)
+            meta["step"] += 1
+            nb += 1
+            losses = losses + loss            # device-side running sums (no host sync per step)
+            sizes_loss = sizes_loss + per_size
+            if args.max_steps:
+                print(f"  step {meta['step']} L={ids.shape[1]} loss {float(loss):.4f} "
+                      f"({time.time() - t0:.1f}s)", flush=True)
+            if args.max_steps and meta["step"] >= args.max_steps:
+                stop_reason = "max-steps"
+                break
+            if args.max_minutes and (time.time() - t_start) > args.max_minutes * 60:
+                stop_reason = "time budget"
+                break
+        jax.block_until_ready(params)
+        t_train = time.time() - t0
+        if stop_reason:
+            meta["train_seconds"] = seconds_before + (time.time() - t_run)
+            print(f"stopping inside epoch {ep + 1}: {stop_reason} (partial epoch discarded from the "
+                  f"count; {nb} steps, {t_train:.1f}s)", flush=True)
+            break
+        meta["epoch"] = ep + 1
+        rec = {"epoch": ep + 1, "step": meta["step"], "train_s": round(t_train, 2),
+               "lr": float(sched(meta["step"])),
+               "loss": round(float(losses) / max(1, nb), 4),
+               "loss_by_size": [round(float(x) / max(1, nb), 3) for x in np.asarray(sizes_loss)]}
+        if not args.no_val:
+            t1 = time.time()
+            res, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+            rec["val_s"] = round(time.time() - t1, 2)
+            rec["val"] = {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
+                          for s in ("64", "256", "1024")}
+            nd = res["1024"]["NDCG@10"]
+            if nd > meta["best_ndcg10"]:
+                meta["best_ndcg10"], meta["best_epoch"], meta["bad_epochs"] = nd, ep + 1, 0
+                M.save_params(M.to_numpy(params), out / "best_params.npz")
+                rec["saved_best"] = True
+            else:
+                meta["bad_epochs"] += 1
+        meta["history"].append(rec)
+        meta["train_seconds"] = seconds_before + (time.time() - t_run)
+        print(json.dumps(rec), flush=True)
+        if meta["bad_epochs"] >= args.patience:
+            stop_reason = "early stopping"
+            meta["done"] = meta["early_stopped"] = True
+            break
+        if time.time() - last_ckpt > args.ckpt_every_min * 60:
+            save_ckpt(ckpt_path, params, opt_state, meta)
+            last_ckpt = time.time()
+    else:
+        meta["done"] = True
+        stop_reason = "epochs done"
+    if args.no_val:
+        M.save_params(M.to_numpy(params), out / "last_params.npz")
+    save_ckpt(ckpt_path, params, opt_state, meta)
+    summary = {k: meta[k] for k in ("epoch", "step", "best_ndcg10", "best_epoch", "train_seconds", "done")}
+    summary["stop_reason"] = stop_reason
+    summary["backend"] = jax.default_backend()
+    summary["device"] = str(jax.devices()[0])
+    summary["config"] = vars(args)
+    summary["history"] = meta["history"]
+    (out / "train_meta.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("summary: " + json.dumps({k: v for k, v in summary.items() if k != "history"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
