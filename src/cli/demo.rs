@@ -1,28 +1,44 @@
 //! `mrl-index demo`: the main job on built-in data.
 
 use super::bars::Bars;
+use super::encode::{evaluate, print_evaluation, read_sequences, recommend, Titles};
 use super::with_threads;
+use mrl_index::encoder::{ItemEncoder, QueryEncoder};
+use mrl_index::ingest::{self, VectorSource};
 use clap::Args;
 use mrl_index::exact::{batch_top_k, mean_recall};
 use mrl_index::ingest::MatrixSource;
 use mrl_index::synth::MatryoshkaLike;
 use mrl_index::{Error, Filter, Hit, Index, IndexBuilder, Scratch, SearchParams};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Arguments of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Items to generate.
+    /// Run on a generated Matryoshka-like set instead of the Beauty model.
+    #[arg(long)]
+    synthetic: bool,
+    /// Directory of the Beauty artifacts [default: datasets/beauty of this checkout].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Directory of the raw Beauty data, for titles and test users [default:
+    /// ../shared/datasets/amazon-beauty beside this checkout, if present].
+    #[arg(long)]
+    raw: Option<PathBuf>,
+    /// Test users to evaluate (0: none; all have 22,363).
+    #[arg(long, default_value_t = 3000)]
+    eval_users: usize,
+    /// Synthetic: items to generate.
     #[arg(long, default_value_t = 50_000)]
     items: usize,
-    /// Queries to run.
+    /// Synthetic: queries to run.
     #[arg(long, default_value_t = 500)]
     queries: usize,
-    /// Full dimension.
+    /// Synthetic: full dimension.
     #[arg(long, default_value_t = 1024)]
     dim: usize,
-    /// Seed of the generated data.
+    /// Synthetic: seed of the generated data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Keep the index in this directory instead of a temporary one.
@@ -43,6 +59,148 @@ impl Drop for TempDir {
 
 /// Runs `demo`.
 pub fn run(a: DemoArgs) -> Result<(), Error> {
+    if a.synthetic {
+        run_synthetic(a)
+    } else {
+        run_beauty(a)
+    }
+}
+
+/// The directory `rel` under this checkout: searched from the working directory and the
+/// executable upwards, then at the source tree the binary was built from.
+fn find_in_checkout(rel: &str) -> Option<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots.into_iter().map(|r| r.join(rel)).find(|p| p.exists())
+}
+
+/// The real demo: the text-only fMRLRec Beauty model from `datasets/beauty`.
+fn run_beauty(a: DemoArgs) -> Result<(), Error> {
+    let data = match a.data.clone().or_else(|| find_in_checkout("datasets/beauty")) {
+        Some(d) => d,
+        None => {
+            return Err(Error::Other(
+                "datasets/beauty not found: run from the mrl-index checkout or pass --data".into(),
+            ))
+        }
+    };
+    let raw = a
+        .raw
+        .clone()
+        .or_else(|| find_in_checkout("../shared/datasets/amazon-beauty"));
+    println!("fMRLRec (text-only: item titles through all-MiniLM-L6-v2) on Amazon Beauty, from {}", data.display());
+    let t0 = Instant::now();
+    let item_encoder = ItemEncoder::open(&data.join("item_encoder.onnx"))?;
+    let query_encoder = QueryEncoder::open(&data.join("query_encoder.onnx"))?;
+    let features = ingest::read_matrix_f32(&data.join("item_features.npy"))?;
+    let vectors = item_encoder.encode(features.as_slice(), 2048)?;
+    let n = features.len();
+    println!(
+        "embedded {n} items ({} → {} dims) in {:.1}s",
+        item_encoder.in_dim(),
+        item_encoder.out_dim(),
+        t0.elapsed().as_secs_f64()
+    );
+    let (dir, _guard) = match &a.index_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("mrl-index-demo-{}", std::process::id()));
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    // Item ids are the dataset's: row r holds item r + 1.
+    let ids: Vec<u64> = (1..=n as u64).collect();
+    let t = Instant::now();
+    let report = IndexBuilder::new().overwrite(true).build(
+        &MatrixSource::new(vectors, item_encoder.out_dim())?,
+        Some(&ids),
+        &dir,
+        &Bars::new(a.quiet),
+    )?;
+    println!(
+        "built the index in {:.1}s ({:.1} MB store, {:.1} MB graph, widths {:?})",
+        t.elapsed().as_secs_f64(),
+        report.store_bytes as f64 / 1e6,
+        report.graph_bytes as f64 / 1e6,
+        report.widths
+    );
+    let index = Index::open(&dir)?;
+    let titles = raw
+        .as_ref()
+        .map(|r| r.join("beauty_titles_by_p5_id.json"))
+        .filter(|p| p.exists())
+        .map(|p| Titles::read(&p))
+        .transpose()?;
+    let title = |id: u64| -> String {
+        titles
+            .as_ref()
+            .and_then(|t| t.get(id))
+            .map(|t| t.chars().take(70).collect())
+            .unwrap_or_default()
+    };
+    let params = SearchParams::default();
+    println!("plan {}", index.default_plan());
+    for history in example_histories(&data)? {
+        println!();
+        println!("history ({} items, most recent last):", history.len());
+        for &id in history.iter().rev().take(3).rev() {
+            println!("       {id:>6}  {}", title(id));
+        }
+        let hits = recommend(&index, &query_encoder, &history, 5, &params, false)?;
+        println!("recommended (history excluded):");
+        for (rank, h) in hits.iter().enumerate() {
+            println!("  {:>2}.  {:>6}  {:>7.3}  {}", rank + 1, h.id, h.score, title(h.id));
+        }
+    }
+    if titles.is_none() {
+        println!("(titles: pass --raw with the Amazon Beauty data folder to see them)");
+    }
+    let sequences = raw.as_ref().map(|r| r.join("sequential_data.txt")).filter(|p| p.exists());
+    match (sequences, a.eval_users) {
+        (_, 0) => {}
+        (Some(path), m) => {
+            let mut users = read_sequences(&path)?;
+            users.retain(|s| s.len() >= 2);
+            users.truncate(m);
+            println!();
+            let e = evaluate(&index, &query_encoder, &users, &params)?;
+            print_evaluation(&e, index.len());
+        }
+        (None, _) => println!("(evaluation: pass --raw with the Amazon Beauty data folder)"),
+    }
+    Ok(())
+}
+
+/// The example histories committed with the model's test fixture.
+fn example_histories(data: &Path) -> Result<Vec<Vec<u64>>, Error> {
+    let path = data.join("fixtures/query_encoder_reference.json");
+    let bad = |why: String| Error::Other(format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let (Some(ids), Some(lengths)) = (v["item_ids"].as_array(), v["lengths"].as_array()) else {
+        return Err(bad("expected item_ids and lengths".into()));
+    };
+    Ok(ids
+        .iter()
+        .zip(lengths)
+        .map(|(ids, len)| {
+            let len = len.as_u64().unwrap_or(0) as usize;
+            ids.as_array()
+                .map(|a| a.iter().take(len).filter_map(|x| x.as_u64()).collect())
+                .unwrap_or_default()
+        })
+        .filter(|h: &Vec<u64>| !h.is_empty())
+        .collect())
+}
+
+/// The synthetic demo: generated Matryoshka-like data, recall and speed against exact search.
+fn run_synthetic(a: DemoArgs) -> Result<(), Error> {
     let gen = MatryoshkaLike::with_dim(a.dim, a.seed);
     println!(
         "generating {} Matryoshka-like items and {} queries, {} dims (seed {}, decay {}, {} clusters, log-normal norms σ={})",

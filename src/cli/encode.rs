@@ -200,6 +200,12 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Save the encoded query vectors (one row per evaluated user) to this .npy file.
+    #[arg(long)]
+    save_queries: Option<PathBuf>,
+    /// Reuse query vectors saved by --save-queries for the same users instead of encoding.
+    #[arg(long)]
+    queries: Option<PathBuf>,
 }
 
 const CUTOFFS: [usize; 3] = [5, 10, 20];
@@ -249,34 +255,46 @@ pub fn read_sequences(path: &Path) -> Result<Vec<Vec<u64>>, Error> {
     Ok(out)
 }
 
-/// Runs `eval`: leave-one-out (the last item is the target, the rest the history) Recall and
-/// NDCG at 5/10/20, for exact search at every nested width and for the cascade.
-pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
+/// Leave-one-out results of one evaluation.
+pub struct Evaluation {
+    /// Users evaluated.
+    pub users: usize,
+    /// (method, metrics) for exact search at every nested width, then the cascade.
+    pub methods: Vec<(String, [f64; 3], [f64; 3])>,
+    /// Seconds spent encoding the queries.
+    pub encode_seconds: f64,
+    /// Seconds spent in the cascade searches (all threads).
+    pub cascade_seconds: f64,
+    /// Seconds spent in the exact full-width scan (all threads).
+    pub exact_full_seconds: f64,
+}
+
+/// Leave-one-out evaluation (the last item is the target, up to 50 items before it the
+/// history; history not filtered, as in the paper): Recall and NDCG at 5/10/20 for exact
+/// search at every nested width and for the cascade with `params`.
+pub fn evaluate(
+    index: &Index,
+    encoder: &QueryEncoder,
+    users: &[Vec<u64>],
+    params: &SearchParams,
+) -> Result<Evaluation, Error> {
     let t0 = Instant::now();
-    let index = Index::open(&a.index)?;
-    let encoder = QueryEncoder::open(&a.encoder)?;
-    let plan = a
-        .plan
-        .as_deref()
-        .map(str::parse::<SearchPlan>)
-        .transpose()?;
-    let params = SearchParams { plan, ef: a.ef };
-    let mut users = read_sequences(&a.sequences)?;
-    users.retain(|s| s.len() >= 2);
-    if a.max_users > 0 {
-        users.truncate(a.max_users);
-    }
+    let queries = encode_users(index, encoder, users)?;
+    let encode_seconds = t0.elapsed().as_secs_f64();
+    evaluate_queries(index, &queries, users, params, encode_seconds)
+}
+
+/// The query vectors of `users` (leave-one-out: the history is all but the last item, at
+/// most the last 50 of them), row-major.
+pub fn encode_users(index: &Index, encoder: &QueryEncoder, users: &[Vec<u64>]) -> Result<Vec<f32>, Error> {
     let dim = index.dim();
-    // Encode queries in batches.
     let mut queries = Vec::with_capacity(users.len() * dim);
-    let mut rows = Vec::new();
     for chunk in users.chunks(256) {
         let mut histories: Vec<Vec<f32>> = Vec::with_capacity(chunk.len());
         for seq in chunk {
             let hist = &seq[..seq.len() - 1];
             let hist = &hist[hist.len().saturating_sub(MAX_HISTORY)..];
-            rows.clear();
-            rows.resize(hist.len() * dim, 0.0);
+            let mut rows = vec![0f32; hist.len() * dim];
             for (i, &id) in hist.iter().enumerate() {
                 let row = index
                     .store()
@@ -286,66 +304,123 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
                     .store()
                     .read_vector(row as usize, &mut rows[i * dim..(i + 1) * dim]);
             }
-            histories.push(rows.clone());
+            histories.push(rows);
         }
         let refs: Vec<&[f32]> = histories.iter().map(Vec::as_slice).collect();
         queries.extend(encoder.encode(&refs)?);
     }
-    let t_encode = t0.elapsed().as_secs_f64();
+    Ok(queries)
+}
+
+/// [`evaluate`] with the query vectors already computed.
+pub fn evaluate_queries(
+    index: &Index,
+    queries: &[f32],
+    users: &[Vec<u64>],
+    params: &SearchParams,
+    encode_seconds: f64,
+) -> Result<Evaluation, Error> {
     let targets: Vec<u64> = users.iter().map(|s| s[s.len() - 1]).collect();
-    let kmax = *CUTOFFS.last().unwrap_or(&20);
-    let mut results: Vec<(String, Metrics)> = Vec::new();
-    for (b, band) in index.store().bands().iter().enumerate() {
-        let ranked = mrl_index::exact::batch_top_k(index.store(), &queries, kmax, b + 1);
+    let kmax = CUTOFFS[CUTOFFS.len() - 1];
+    let score = |ranked: &[Vec<mrl_index::Hit>]| {
         let mut m = Metrics::default();
         for (r, &t) in ranked.iter().zip(&targets) {
             m.add(&r.iter().map(|h| h.id).collect::<Vec<_>>(), t);
         }
-        results.push((format!("exact@{}", band.end), m));
+        m.mean()
+    };
+    let mut methods = Vec::new();
+    let mut exact_full_seconds = 0.0;
+    let n_bands = index.store().bands().len();
+    for (b, band) in index.store().bands().iter().enumerate() {
+        let t = Instant::now();
+        let ranked = mrl_index::exact::batch_top_k(index.store(), queries, kmax, b + 1);
+        if b + 1 == n_bands {
+            exact_full_seconds = t.elapsed().as_secs_f64();
+        }
+        let (r, n) = score(&ranked);
+        methods.push((format!("exact@{}", band.end), r, n));
     }
     let t = Instant::now();
-    let found = index.search_batch(&queries, kmax, &params, &Filter::NONE)?;
-    let cascade_secs = t.elapsed().as_secs_f64();
-    let mut m = Metrics::default();
-    for (r, &t) in found.iter().zip(&targets) {
-        m.add(&r.iter().map(|h| h.id).collect::<Vec<_>>(), t);
+    let found = index.search_batch(queries, kmax, params, &Filter::NONE)?;
+    let cascade_seconds = t.elapsed().as_secs_f64();
+    let (r, n) = score(&found);
+    let plan_text = params.plan.as_ref().unwrap_or(index.default_plan()).to_string();
+    let ef = params.ef.map(|e| format!(" ef {e}")).unwrap_or_default();
+    methods.push((format!("cascade {plan_text}{ef}"), r, n));
+    Ok(Evaluation {
+        users: users.len(),
+        methods,
+        encode_seconds,
+        cascade_seconds,
+        exact_full_seconds,
+    })
+}
+
+/// Prints an evaluation as a table.
+pub fn print_evaluation(e: &Evaluation, n_items: usize) {
+    println!(
+        "{} users (leave-one-out, full ranking over {n_items} items, history not filtered); encoding {:.1}s, cascade {:.2}s, exact full width {:.2}s",
+        e.users, e.encode_seconds, e.cascade_seconds, e.exact_full_seconds
+    );
+    println!(
+        "{:<52} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "method", "R@5", "R@10", "R@20", "N@5", "N@10", "N@20"
+    );
+    for (name, r, n) in &e.methods {
+        println!(
+            "{name:<52} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4}",
+            r[0], r[1], r[2], n[0], n[1], n[2]
+        );
     }
-    let plan_text = params
-        .plan
-        .as_ref()
-        .unwrap_or(index.default_plan())
-        .to_string();
-    results.push((format!("cascade {plan_text}"), m));
+}
+
+/// Runs `eval`.
+pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
+    let index = Index::open(&a.index)?;
+    let encoder = QueryEncoder::open(&a.encoder)?;
+    let plan = a.plan.as_deref().map(str::parse::<SearchPlan>).transpose()?;
+    let params = SearchParams { plan, ef: a.ef };
+    let mut users = read_sequences(&a.sequences)?;
+    users.retain(|s| s.len() >= 2);
+    if a.max_users > 0 {
+        users.truncate(a.max_users);
+    }
+    let t0 = Instant::now();
+    let queries = match &a.queries {
+        Some(p) => {
+            let q = ingest::read_matrix_f32(p)?;
+            if q.len() != users.len() || q.dim() != index.dim() {
+                return Err(Error::Other(format!(
+                    "{}: {} × {} query vectors, but {} users × {} dims are evaluated",
+                    p.display(),
+                    q.len(),
+                    q.dim(),
+                    users.len(),
+                    index.dim()
+                )));
+            }
+            q.into_vec()
+        }
+        None => encode_users(&index, &encoder, &users)?,
+    };
+    if let Some(p) = &a.save_queries {
+        ingest::write_npy_f32(p, &queries, users.len(), index.dim())?;
+    }
+    let e = evaluate_queries(&index, &queries, &users, &params, t0.elapsed().as_secs_f64())?;
     if a.json {
-        let rows: Vec<serde_json::Value> = results
+        let rows: Vec<serde_json::Value> = e
+            .methods
             .iter()
-            .map(|(name, m)| {
-                let (r, n) = m.mean();
-                serde_json::json!({"method": name, "users": m.users,
+            .map(|(name, r, n)| {
+                serde_json::json!({"method": name, "users": e.users,
                     "recall@5": r[0], "recall@10": r[1], "recall@20": r[2],
                     "ndcg@5": n[0], "ndcg@10": n[1], "ndcg@20": n[2]})
             })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
     } else {
-        println!(
-            "{} users (leave-one-out, full ranking over {} items, history not filtered); encoding {:.1}s, cascade {:.2}s",
-            users.len(),
-            index.len(),
-            t_encode,
-            cascade_secs
-        );
-        println!(
-            "{:<48} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "method", "R@5", "R@10", "R@20", "N@5", "N@10", "N@20"
-        );
-        for (name, m) in &results {
-            let (r, n) = m.mean();
-            println!(
-                "{name:<48} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4} {:>9.4}",
-                r[0], r[1], r[2], n[0], n[1], n[2]
-            );
-        }
+        print_evaluation(&e, index.len());
     }
     Ok(())
 }

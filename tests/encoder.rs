@@ -1,0 +1,182 @@
+//! The `ort` encoders reproduce the reference outputs committed with the model
+//! (`datasets/beauty/fixtures/query_encoder_reference.json`, computed by ONNX Runtime from
+//! Python), are safe to share between threads, and fail with clear errors.
+//!
+//! Needs the ONNX Runtime library: `bash tools/install-runtime.sh` (CI runs it). Without it
+//! these tests fail with that instruction.
+
+use mrl_index::encoder::{EncoderError, ItemEncoder, QueryEncoder};
+use mrl_index::ingest::{read_matrix_f32, MatrixSource, VectorSource};
+use mrl_index::progress::NoProgress;
+use mrl_index::{Filter, Index, IndexBuilder};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/beauty").join(name)
+}
+
+fn reference() -> &'static serde_json::Value {
+    static R: OnceLock<serde_json::Value> = OnceLock::new();
+    R.get_or_init(|| {
+        let text = std::fs::read_to_string(data("fixtures/query_encoder_reference.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// All item vectors, from the item encoder over the committed features.
+fn item_vectors() -> &'static (Vec<f32>, usize) {
+    static V: OnceLock<(Vec<f32>, usize)> = OnceLock::new();
+    V.get_or_init(|| {
+        let enc = ItemEncoder::open(&data("item_encoder.onnx")).expect(
+            "ONNX Runtime and the item encoder load (run `bash tools/install-runtime.sh` first)",
+        );
+        let features = read_matrix_f32(&data("item_features.npy")).unwrap();
+        assert_eq!(features.dim(), enc.in_dim());
+        (enc.encode(features.as_slice(), 2048).unwrap(), enc.out_dim())
+    })
+}
+
+#[test]
+fn item_encoder_reproduces_reference_vectors() {
+    let r = reference();
+    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
+    let (vectors, d) = item_vectors();
+    assert_eq!(*d, 1024);
+    assert_eq!(vectors.len(), 12101 * d);
+    for (row, expected) in r["feature_rows"].as_array().unwrap().iter().zip(r["item_vectors"].as_array().unwrap()) {
+        let row = row.as_u64().unwrap() as usize;
+        let diff = max_abs_diff(&vectors[row * d..(row + 1) * d], &floats(expected));
+        assert!(diff <= tol, "item row {row}: max abs diff {diff}");
+    }
+}
+
+fn histories() -> Vec<Vec<u64>> {
+    let r = reference();
+    r["item_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["lengths"].as_array().unwrap())
+        .map(|(ids, len)| {
+            let len = len.as_u64().unwrap() as usize;
+            ids.as_array().unwrap()[..len].iter().map(|x| x.as_u64().unwrap()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn query_encoder_reproduces_reference_queries_and_rankings() {
+    let r = reference();
+    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
+    let (vectors, d) = item_vectors();
+    let d = *d;
+    let enc = QueryEncoder::open(&data("query_encoder.onnx")).unwrap();
+    assert_eq!(enc.dim(), d);
+    let hists = histories();
+    let rows: Vec<Vec<f32>> = hists
+        .iter()
+        .map(|h| h.iter().flat_map(|&id| vectors[(id as usize - 1) * d..id as usize * d].to_vec()).collect())
+        .collect();
+    let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    let queries = enc.encode(&refs).unwrap();
+    for (i, expected) in r["query"].as_array().unwrap().iter().enumerate() {
+        let diff = max_abs_diff(&queries[i * d..(i + 1) * d], &floats(expected));
+        assert!(diff <= tol, "user {i} (history length {}): max abs diff {diff}", hists[i].len());
+    }
+    // Through an index with the item ids 1..=12101: gathering the history from the store gives
+    // the same query, and exact search at 64 and 1024 dims gives the reference top-10.
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u64> = (1..=12101).collect();
+    IndexBuilder::new()
+        .build(&MatrixSource::new(vectors.clone(), d).unwrap(), Some(&ids), dir.path(), &NoProgress)
+        .unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    for (i, h) in hists.iter().enumerate() {
+        let q = enc.encode_ids(&index, h).unwrap();
+        assert!(max_abs_diff(&q, &queries[i * d..(i + 1) * d]) <= 1e-5);
+        for width in ["64", "1024"] {
+            let want: Vec<u64> = r["top10_item_ids_by_width"][width][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect();
+            let got: Vec<u64> = index
+                .exact_search(&q, 10, width.parse().unwrap(), &Filter::NONE)
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            assert_eq!(got, want, "user {i}, width {width}");
+        }
+    }
+}
+
+#[test]
+fn encoders_are_shared_between_threads() {
+    let (vectors, d) = item_vectors();
+    let d = *d;
+    let enc = Arc::new(QueryEncoder::open(&data("query_encoder.onnx")).unwrap());
+    let hist: Vec<f32> = vectors[..5 * d].to_vec();
+    let expected = enc.encode(&[&hist]).unwrap();
+    let hist = Arc::new(hist);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (enc, hist) = (enc.clone(), hist.clone());
+            std::thread::spawn(move || (0..5).map(|_| enc.encode(&[&hist]).unwrap()).collect::<Vec<_>>())
+        })
+        .collect();
+    for h in handles {
+        for q in h.join().unwrap() {
+            assert_eq!(q, expected);
+        }
+    }
+}
+
+#[test]
+fn wrong_models_and_bad_inputs_are_errors() {
+    assert!(matches!(
+        ItemEncoder::open(&data("query_encoder.onnx")),
+        Err(EncoderError::WrongModel { .. })
+    ));
+    assert!(matches!(
+        QueryEncoder::open(&data("item_encoder.onnx")),
+        Err(EncoderError::WrongModel { .. })
+    ));
+    let err = QueryEncoder::open(&data("missing.onnx")).err().unwrap();
+    assert!(matches!(err, EncoderError::ModelLoad { .. }) && err.to_string().contains("missing.onnx"));
+    let enc = QueryEncoder::open(&data("query_encoder.onnx")).unwrap();
+    assert!(matches!(enc.encode(&[&[]]), Err(EncoderError::EmptyHistory)));
+    assert!(matches!(enc.encode(&[&[0.0; 100]]), Err(EncoderError::DimensionMismatch { .. })));
+}
+
+#[test]
+fn missing_runtime_is_a_clear_error_not_a_panic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mrl-index"))
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .args(["embed-items", "--encoder"])
+        .arg(data("item_encoder.onnx"))
+        .arg("--features")
+        .arg(data("item_features.npy"))
+        .args(["--out", "/nonexistent/out.npy"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ONNX Runtime library not found") && stderr.contains("ORT_DYLIB_PATH"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
