@@ -1,13 +1,265 @@
-//! `mrl-index bench` (being written).
+//! `mrl-index bench`, `mrl-index compare` and `mrl-index bench-data`: the benchmark harness
+//! on the command line (the work is in [`mrl_index::bench`]).
 
 use clap::Args;
-use mrl_index::Error;
+use mrl_index::bench::{self, BenchConfig, Row, SetKind, TruthSource};
+use mrl_index::ingest::VectorSource;
+use mrl_index::{ingest, Error, Index};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Index directory.
+    #[arg(long)]
+    index: PathBuf,
+    /// Query vectors (.npy or .fvecs) at the index's full dimension.
+    #[arg(long)]
+    queries: PathBuf,
+    /// Results per query in the timed passes.
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    k: usize,
+    /// True neighbour ids, .npy of u64 or i64, shape [queries, ≥ k] (≥ 100 for recall@100).
+    /// Without it the exact full-width top-100 is computed on all cores and cached next to
+    /// the queries as Q.gt100.npy (+ Q.gt100.json), reused while index and queries match.
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
+    /// Threads of the all-threads measurement and of the ground truth (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Write the rows here: a JSON array, or JSON lines if the name ends in .jsonl.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the rows flattened as CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Plot recall@10 against one-thread queries/s: X.svg and X.png.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Data set name in the rows [default: the index directory's name].
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Small grids and one timed pass (for CI).
+    #[arg(long)]
+    quick: bool,
+    /// Timed passes per configuration; the best queries/s is kept [default: 3, 1 with --quick].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Skip the exact search per width (each query scans every item at every width).
+    #[arg(long)]
+    no_exact: bool,
+}
 
 /// Runs `bench`.
-pub fn run(_a: BenchArgs) -> Result<(), Error> {
-    Err(Error::Other("bench is not built yet".into()))
+pub fn run(a: BenchArgs) -> Result<(), Error> {
+    let index = Index::open(&a.index)?;
+    let queries = ingest::read_matrix_f32(&a.queries)?;
+    if queries.dim() != index.dim() {
+        return Err(Error::Other(format!(
+            "{}: queries have {} dims, but the index {} holds {}-d vectors",
+            a.queries.display(),
+            queries.dim(),
+            a.index.display(),
+            index.dim()
+        )));
+    }
+    if queries.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: no queries (0 rows)",
+            a.queries.display()
+        )));
+    }
+    let dataset = a.dataset.clone().unwrap_or_else(|| {
+        a.index
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "index".into())
+    });
+    let mut cfg = if a.quick {
+        BenchConfig::quick(a.k, &dataset)
+    } else {
+        BenchConfig::full(a.k, &dataset)
+    };
+    cfg.threads = a.threads;
+    cfg.exact_width = !a.no_exact;
+    if let Some(r) = a.repeats {
+        cfg.repeats = r.max(1);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start {} threads: {e}", a.threads)))?;
+    let t = Instant::now();
+    let (truth, source) = pool.install(|| {
+        bench::truth::load_or_compute(
+            &index,
+            queries.as_slice(),
+            &a.queries,
+            a.ground_truth.as_deref(),
+            a.k,
+        )
+    })?;
+    match &source {
+        TruthSource::Given(p) => eprintln!("ground truth: {} (given)", p.display()),
+        TruthSource::Cached(p) => eprintln!("ground truth: {} (cached)", p.display()),
+        TruthSource::Computed(p) => eprintln!(
+            "ground truth: exact full-width top-{} computed in {:.1}s on {} threads{}",
+            truth.depth(),
+            t.elapsed().as_secs_f64(),
+            pool.current_num_threads(),
+            p.as_ref()
+                .map(|p| format!(", cached at {}", p.display()))
+                .unwrap_or_default()
+        ),
+    }
+    drop(pool);
+    eprintln!(
+        "bench: {} items × {} dims, {} queries, k = {}, {} timed pass(es){}",
+        index.len(),
+        index.dim(),
+        truth.n_queries(),
+        a.k,
+        cfg.repeats,
+        if a.quick { ", quick grids" } else { "" }
+    );
+    eprintln!("{}", header_line());
+    let rows = bench::run_bench(&index, queries.as_slice(), &truth, &cfg, &mut |r| {
+        eprintln!("{}", row_line(r))
+    })?;
+    write_outputs(&rows, a.out.as_deref(), a.csv.as_deref(), a.plot.as_deref())
+}
+
+fn write_outputs(
+    rows: &[Row],
+    out: Option<&Path>,
+    csv: Option<&Path>,
+    plot: Option<&Path>,
+) -> Result<(), Error> {
+    if let Some(p) = out {
+        bench::write_rows_json(p, rows)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = csv {
+        bench::write_rows_csv(p, rows)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = plot {
+        for f in bench::plot_rows(rows, p)? {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn header_line() -> String {
+    format!(
+        "{:<13} {:<52} {:>7} {:>7} {:>7} {:>10} {:>10} {:>9} {:>9}",
+        "family",
+        "configuration",
+        "R@1",
+        "R@10",
+        "R@100",
+        "q/s 1thr",
+        "q/s all",
+        "p99 µs",
+        "Mmadd/q"
+    )
+}
+
+fn row_line(r: &Row) -> String {
+    let f = |v: Option<f64>, p: usize| v.map_or("—".to_string(), |x| format!("{x:.p$}"));
+    format!(
+        "{:<13} {:<52} {:>7} {:>7} {:>7} {:>10} {:>10} {:>9} {:>9}",
+        r.family,
+        r.label,
+        f(r.recall_at_1, 4),
+        f(r.recall_at_10, 4),
+        f(r.recall_at_100, 4),
+        f(r.qps_1_thread, 0),
+        f(r.qps_all_threads, 0),
+        f(r.p99_us, 0),
+        f(r.mult_adds_per_query.map(|m| m / 1e6), 3),
+    )
+}
+
+/// Arguments of `compare`.
+// Wired in src/cli/mod.rs by the `Compare` variant; the allow keeps clippy quiet until then.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Row files to merge: JSON arrays or JSON lines, from any system.
+    #[arg(long, num_args = 1.., required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output directory: all.json, all.csv, table.md, recall_qps.svg and recall_qps.png.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `compare`.
+pub fn run_compare(a: CompareArgs) -> Result<(), Error> {
+    let report = bench::compare(&a.inputs, &a.out)?;
+    println!(
+        "merged {} rows from {} files: {}",
+        report.rows,
+        a.inputs.len(),
+        report.series.join(", ")
+    );
+    for f in &report.files {
+        println!("wrote {}", f.display());
+    }
+    let table = std::fs::read_to_string(a.out.join("table.md")).unwrap_or_default();
+    print!("{table}");
+    Ok(())
+}
+
+/// Arguments of `bench-data`.
+#[derive(Debug, Args)]
+pub struct BenchDataArgs {
+    /// `strong` (the default generator: the 64-d prefix holds much of the ranking) or
+    /// `weak` (signal spread over all dims, the prefix mostly noise).
+    #[arg(long, default_value = "strong")]
+    kind: String,
+    /// Items.
+    #[arg(long, default_value_t = 50_000)]
+    n: usize,
+    /// Queries.
+    #[arg(long, default_value_t = 1000)]
+    nq: usize,
+    /// Full dimension.
+    #[arg(long, default_value_t = 1024)]
+    dim: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory: items.npy, queries.npy (f32) and set.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `bench-data`.
+pub fn run_bench_data(a: BenchDataArgs) -> Result<(), Error> {
+    let kind: SetKind = a.kind.parse()?;
+    let t = Instant::now();
+    let r = bench::write_set(kind, a.n, a.nq, a.dim, a.seed, &a.out)?;
+    println!(
+        "{} set: {} items, {} queries, {} dims, seed {} ({:.1}s)",
+        kind.name(),
+        r.n,
+        r.nq,
+        r.dim,
+        r.seed,
+        t.elapsed().as_secs_f64()
+    );
+    println!("generator: {}", r.generator);
+    println!("wrote {}", r.items_path.display());
+    println!("wrote {}", r.queries_path.display());
+    println!(
+        "share of the full-width top-10 in the exact {}-d top-K ({} queries):",
+        r.prefix, r.share_queries
+    );
+    for s in &r.shares {
+        println!("  K = {:>6}: {:.4}", s.k, s.share);
+    }
+    Ok(())
 }

@@ -3,11 +3,11 @@
 use super::bars::Bars;
 use super::encode::{evaluate, print_evaluation, read_sequences, recommend, Titles};
 use super::with_threads;
-use mrl_index::encoder::{ItemEncoder, QueryEncoder};
-use mrl_index::ingest::{self, VectorSource};
 use clap::Args;
+use mrl_index::encoder::{ItemEncoder, QueryEncoder};
 use mrl_index::exact::{batch_top_k, mean_recall};
 use mrl_index::ingest::MatrixSource;
+use mrl_index::ingest::{self, VectorSource};
 use mrl_index::synth::MatryoshkaLike;
 use mrl_index::{Error, Filter, Hit, Index, IndexBuilder, Scratch, SearchParams};
 use std::path::{Path, PathBuf};
@@ -82,7 +82,11 @@ fn find_in_checkout(rel: &str) -> Option<PathBuf> {
 
 /// The real demo: the text-only fMRLRec Beauty model from `datasets/beauty`.
 fn run_beauty(a: DemoArgs) -> Result<(), Error> {
-    let data = match a.data.clone().or_else(|| find_in_checkout("datasets/beauty")) {
+    let data = match a
+        .data
+        .clone()
+        .or_else(|| find_in_checkout("datasets/beauty"))
+    {
         Some(d) => d,
         None => {
             return Err(Error::Other(
@@ -94,7 +98,10 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         .raw
         .clone()
         .or_else(|| find_in_checkout("../shared/datasets/amazon-beauty"));
-    println!("fMRLRec (text-only: item titles through all-MiniLM-L6-v2) on Amazon Beauty, from {}", data.display());
+    println!(
+        "fMRLRec (text-only: item titles through all-MiniLM-L6-v2) on Amazon Beauty, from {}",
+        data.display()
+    );
     let t0 = Instant::now();
     let item_encoder = ItemEncoder::open(&data.join("item_encoder.onnx"))?;
     let query_encoder = QueryEncoder::open(&data.join("query_encoder.onnx"))?;
@@ -155,13 +162,22 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         let hits = recommend(&index, &query_encoder, &history, 5, &params, false)?;
         println!("recommended (history excluded):");
         for (rank, h) in hits.iter().enumerate() {
-            println!("  {:>2}.  {:>6}  {:>7.3}  {}", rank + 1, h.id, h.score, title(h.id));
+            println!(
+                "  {:>2}.  {:>6}  {:>7.3}  {}",
+                rank + 1,
+                h.id,
+                h.score,
+                title(h.id)
+            );
         }
     }
     if titles.is_none() {
         println!("(titles: pass --raw with the Amazon Beauty data folder to see them)");
     }
-    let sequences = raw.as_ref().map(|r| r.join("sequential_data.txt")).filter(|p| p.exists());
+    let sequences = raw
+        .as_ref()
+        .map(|r| r.join("sequential_data.txt"))
+        .filter(|p| p.exists());
     match (sequences, a.eval_users) {
         (_, 0) => {}
         (Some(path), m) => {

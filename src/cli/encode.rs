@@ -286,7 +286,11 @@ pub fn evaluate(
 
 /// The query vectors of `users` (leave-one-out: the history is all but the last item, at
 /// most the last 50 of them), row-major.
-pub fn encode_users(index: &Index, encoder: &QueryEncoder, users: &[Vec<u64>]) -> Result<Vec<f32>, Error> {
+pub fn encode_users(
+    index: &Index,
+    encoder: &QueryEncoder,
+    users: &[Vec<u64>],
+) -> Result<Vec<f32>, Error> {
     let dim = index.dim();
     let mut queries = Vec::with_capacity(users.len() * dim);
     for chunk in users.chunks(256) {
@@ -345,7 +349,11 @@ pub fn evaluate_queries(
     let found = index.search_batch(queries, kmax, params, &Filter::NONE)?;
     let cascade_seconds = t.elapsed().as_secs_f64();
     let (r, n) = score(&found);
-    let plan_text = params.plan.as_ref().unwrap_or(index.default_plan()).to_string();
+    let plan_text = params
+        .plan
+        .as_ref()
+        .unwrap_or(index.default_plan())
+        .to_string();
     let ef = params.ef.map(|e| format!(" ef {e}")).unwrap_or_default();
     methods.push((format!("cascade {plan_text}{ef}"), r, n));
     Ok(Evaluation {
@@ -379,7 +387,11 @@ pub fn print_evaluation(e: &Evaluation, n_items: usize) {
 pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
     let index = Index::open(&a.index)?;
     let encoder = QueryEncoder::open(&a.encoder)?;
-    let plan = a.plan.as_deref().map(str::parse::<SearchPlan>).transpose()?;
+    let plan = a
+        .plan
+        .as_deref()
+        .map(str::parse::<SearchPlan>)
+        .transpose()?;
     let params = SearchParams { plan, ef: a.ef };
     let mut users = read_sequences(&a.sequences)?;
     users.retain(|s| s.len() >= 2);
@@ -407,7 +419,13 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
     if let Some(p) = &a.save_queries {
         ingest::write_npy_f32(p, &queries, users.len(), index.dim())?;
     }
-    let e = evaluate_queries(&index, &queries, &users, &params, t0.elapsed().as_secs_f64())?;
+    let e = evaluate_queries(
+        &index,
+        &queries,
+        &users,
+        &params,
+        t0.elapsed().as_secs_f64(),
+    )?;
     if a.json {
         let rows: Vec<serde_json::Value> = e
             .methods

@@ -39,6 +39,10 @@ enum Command {
     /// Sweep exact search per width, the coarse graph alone and cascade plans; write recall,
     /// queries per second and latency percentiles as JSON, CSV and plots.
     Bench(bench::BenchArgs),
+    /// Merge benchmark rows (JSON or JSON lines, any system) into JSON, CSV, a table and a plot.
+    Compare(bench::CompareArgs),
+    /// Generate a strongly or weakly Matryoshka set as items.npy and queries.npy.
+    BenchData(bench::BenchDataArgs),
     /// Generate a Matryoshka-like set, build an index, and report recall@10 and queries per
     /// second against exact search. Needs no arguments.
     Demo(demo::DemoArgs),
@@ -54,6 +58,8 @@ pub fn run() -> ExitCode {
         Command::Verify(a) => info::run_verify(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Compare(a) => bench::run_compare(a),
+        Command::BenchData(a) => bench::run_bench_data(a),
         Command::EmbedItems(a) => encode::run_embed(a),
         Command::Recommend(a) => encode::run_recommend(a),
         Command::Eval(a) => encode::run_eval(a),
