@@ -59,6 +59,7 @@ pub struct Index {
     store: Store,
     graph: CoarseGraph,
     default_plan: SearchPlan,
+    default_ef: Option<usize>,
 }
 
 impl std::fmt::Debug for Index {
@@ -139,13 +140,28 @@ impl Index {
             )));
         }
         store.advise_random();
-        let default_plan = SearchPlan::default_for(&store.widths(), coarse_dim);
+        let mut default_plan = SearchPlan::default_for(&store.widths(), coarse_dim);
+        let mut default_ef = None;
+        let plan_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
+        if plan_path.exists() {
+            let text = std::fs::read_to_string(&plan_path).map_err(read_err(&plan_path))?;
+            let (plan, ef) = crate::tune::parse_default_plan(&text)
+                .and_then(|(p, ef)| {
+                    p.check_against(&store.widths(), coarse_dim)
+                        .map_err(|e| e.to_string())?;
+                    Ok((p, ef))
+                })
+                .map_err(|e| inconsistent(format!("{}: {e}", plan_path.display())))?;
+            default_plan = plan;
+            default_ef = ef;
+        }
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
             graph,
             default_plan,
+            default_ef,
         })
     }
 
@@ -202,9 +218,16 @@ impl Index {
         self.graph.meta().coarse_dim as usize
     }
 
-    /// The plan used when [`SearchParams::plan`] is `None`.
+    /// The plan used when [`SearchParams::plan`] is `None`: the index's `DEFAULT_PLAN` file
+    /// if it has one (see [`crate::tune`]), else [`SearchPlan::default_for`] its widths.
     pub fn default_plan(&self) -> &SearchPlan {
         &self.default_plan
+    }
+
+    /// The beam width used with the default plan when [`SearchParams::ef`] is `None` (from
+    /// `DEFAULT_PLAN`; `None` means the coarse keep).
+    pub fn default_ef(&self) -> Option<usize> {
+        self.default_ef
     }
 
     fn resolve<'a>(&'a self, params: &'a SearchParams) -> Result<&'a SearchPlan, SearchError> {
@@ -258,11 +281,16 @@ impl Index {
         }
         check_query(&self.store, query)?;
         let plan = self.resolve(params)?;
+        let ef = match (&params.plan, params.ef) {
+            (_, Some(ef)) => Some(ef),
+            (None, None) => self.default_ef,
+            (Some(_), None) => None,
+        };
         search::cascade(
             &self.store,
             &self.graph,
             plan,
-            params.ef,
+            ef,
             query,
             k,
             filter,

@@ -62,6 +62,7 @@ pub mod search;
 pub mod simd;
 pub mod store;
 pub mod synth;
+pub mod tune;
 
 pub use build::{BuildError, BuildReport, IndexBuilder};
 pub use index::{Index, IndexError};

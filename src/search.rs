@@ -14,8 +14,6 @@ use crate::graph::CoarseGraph;
 use crate::plan::{PlanError, SearchPlan};
 use crate::simd;
 use crate::store::Store;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// One result: an item's external id and its inner product with the query at the plan's
 /// final width.
@@ -134,7 +132,6 @@ pub struct Scratch {
     mark_epoch: u32,
     allow_rows: Vec<u32>,
     pool: Vec<Candidate>,
-    heap: BinaryHeap<Reverse<Candidate>>,
     /// Counters of the last search.
     pub stats: SearchStats,
 }
@@ -245,6 +242,10 @@ impl Scratch {
 /// exactly instead of searched through the graph: cheaper, and exact.
 const ALLOW_SCAN_FRACTION: usize = 50;
 
+/// A beam `ef` of at least 1/16 of the items switches the coarse stage to an exact scan of the
+/// prefix band (sequential, no heaps, no visited marks).
+const EXACT_COARSE_FRACTION: usize = 16;
+
 /// Validates a query against the store's dimension.
 pub(crate) fn check_query(store: &Store, query: &[f32]) -> Result<(), SearchError> {
     if query.len() != store.dim() {
@@ -293,8 +294,11 @@ pub(crate) fn cascade(
     let epoch = scratch.mark_epoch;
     let use_allow_scan =
         mode == FilterMode::Allow && eligible_count <= keep0.max(store.len() / ALLOW_SCAN_FRACTION);
-    if !use_allow_scan {
-        let ef = ef.unwrap_or(keep0).max(keep0);
+    let ef = ef.unwrap_or(keep0).max(keep0);
+    // A beam this wide would visit most of the graph: scanning the prefix band is cheaper,
+    // and exact.
+    let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= store.len();
+    if !use_allow_scan && !use_full_scan {
         let marks = &scratch.marks;
         match mode {
             FilterMode::None => search_graph(
@@ -324,39 +328,38 @@ pub(crate) fn cascade(
         }
         scratch.stats.coarse_scored = scratch.graph.scored;
     }
-    if use_allow_scan || scratch.pool.len() < needed {
-        // Exact coarse scan of the eligible rows: for selective allow-lists, and as the
-        // guarantee that k results come back whenever k eligible items exist.
+    if use_allow_scan || use_full_scan || scratch.pool.len() < needed {
+        // Exact coarse scan of the eligible rows: for selective allow-lists, for beams that
+        // would cover most of the graph anyway, and as the guarantee that k results come
+        // back whenever k eligible items exist.
         scratch.stats.exact_coarse = true;
-        scratch.heap.clear();
-        let push = |heap: &mut BinaryHeap<Reverse<Candidate>>, row: u32| {
-            let c = Candidate {
+        // Collect scores and cut back to the best keep₀ whenever the pool doubles: linear
+        // time, memory bounded by 2·keep₀ + a margin.
+        let limit = 2 * keep0 + 1024;
+        let pool = &mut scratch.pool;
+        pool.clear();
+        let mut push = |row: u32| {
+            pool.push(Candidate {
                 score: scorer.score(row),
                 row,
-            };
-            if heap.len() < keep0 {
-                heap.push(Reverse(c));
-            } else if let Some(mut worst) = heap.peek_mut() {
-                if c > worst.0 {
-                    *worst = Reverse(c);
-                }
+            });
+            if pool.len() >= limit {
+                truncate_best(pool, keep0);
             }
         };
         if mode == FilterMode::Allow {
             for &row in &scratch.allow_rows {
-                push(&mut scratch.heap, row);
+                push(row);
             }
             scratch.stats.coarse_scored += scratch.allow_rows.len();
         } else {
             for row in 0..store.len() as u32 {
                 if mode == FilterMode::None || scratch.marks[row as usize] != epoch {
-                    push(&mut scratch.heap, row);
+                    push(row);
                 }
             }
             scratch.stats.coarse_scored += eligible_count;
         }
-        scratch.pool.clear();
-        scratch.pool.extend(scratch.heap.drain().map(|r| r.0));
     }
     scratch.stats.multiply_adds = scratch.stats.coarse_scored as u64 * coarse_width;
     let pool = &mut scratch.pool;

@@ -14,7 +14,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/beauty").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/beauty")
+        .join(name)
 }
 
 fn reference() -> &'static serde_json::Value {
@@ -26,12 +28,19 @@ fn reference() -> &'static serde_json::Value {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// All item vectors, from the item encoder over the committed features.
@@ -43,7 +52,10 @@ fn item_vectors() -> &'static (Vec<f32>, usize) {
         );
         let features = read_matrix_f32(&data("item_features.npy")).unwrap();
         assert_eq!(features.dim(), enc.in_dim());
-        (enc.encode(features.as_slice(), 2048).unwrap(), enc.out_dim())
+        (
+            enc.encode(features.as_slice(), 2048).unwrap(),
+            enc.out_dim(),
+        )
     })
 }
 
@@ -54,7 +66,12 @@ fn item_encoder_reproduces_reference_vectors() {
     let (vectors, d) = item_vectors();
     assert_eq!(*d, 1024);
     assert_eq!(vectors.len(), 12101 * d);
-    for (row, expected) in r["feature_rows"].as_array().unwrap().iter().zip(r["item_vectors"].as_array().unwrap()) {
+    for (row, expected) in r["feature_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["item_vectors"].as_array().unwrap())
+    {
         let row = row.as_u64().unwrap() as usize;
         let diff = max_abs_diff(&vectors[row * d..(row + 1) * d], &floats(expected));
         assert!(diff <= tol, "item row {row}: max abs diff {diff}");
@@ -70,7 +87,10 @@ fn histories() -> Vec<Vec<u64>> {
         .zip(r["lengths"].as_array().unwrap())
         .map(|(ids, len)| {
             let len = len.as_u64().unwrap() as usize;
-            ids.as_array().unwrap()[..len].iter().map(|x| x.as_u64().unwrap()).collect()
+            ids.as_array().unwrap()[..len]
+                .iter()
+                .map(|x| x.as_u64().unwrap())
+                .collect()
         })
         .collect()
 }
@@ -86,20 +106,33 @@ fn query_encoder_reproduces_reference_queries_and_rankings() {
     let hists = histories();
     let rows: Vec<Vec<f32>> = hists
         .iter()
-        .map(|h| h.iter().flat_map(|&id| vectors[(id as usize - 1) * d..id as usize * d].to_vec()).collect())
+        .map(|h| {
+            h.iter()
+                .flat_map(|&id| vectors[(id as usize - 1) * d..id as usize * d].to_vec())
+                .collect()
+        })
         .collect();
     let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
     let queries = enc.encode(&refs).unwrap();
     for (i, expected) in r["query"].as_array().unwrap().iter().enumerate() {
         let diff = max_abs_diff(&queries[i * d..(i + 1) * d], &floats(expected));
-        assert!(diff <= tol, "user {i} (history length {}): max abs diff {diff}", hists[i].len());
+        assert!(
+            diff <= tol,
+            "user {i} (history length {}): max abs diff {diff}",
+            hists[i].len()
+        );
     }
     // Through an index with the item ids 1..=12101: gathering the history from the store gives
     // the same query, and exact search at 64 and 1024 dims gives the reference top-10.
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<u64> = (1..=12101).collect();
     IndexBuilder::new()
-        .build(&MatrixSource::new(vectors.clone(), d).unwrap(), Some(&ids), dir.path(), &NoProgress)
+        .build(
+            &MatrixSource::new(vectors.clone(), d).unwrap(),
+            Some(&ids),
+            dir.path(),
+            &NoProgress,
+        )
         .unwrap();
     let index = Index::open(dir.path()).unwrap();
     for (i, h) in hists.iter().enumerate() {
@@ -134,7 +167,11 @@ fn encoders_are_shared_between_threads() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (enc, hist) = (enc.clone(), hist.clone());
-            std::thread::spawn(move || (0..5).map(|_| enc.encode(&[&hist]).unwrap()).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|_| enc.encode(&[&hist]).unwrap())
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     for h in handles {
@@ -155,10 +192,18 @@ fn wrong_models_and_bad_inputs_are_errors() {
         Err(EncoderError::WrongModel { .. })
     ));
     let err = QueryEncoder::open(&data("missing.onnx")).err().unwrap();
-    assert!(matches!(err, EncoderError::ModelLoad { .. }) && err.to_string().contains("missing.onnx"));
+    assert!(
+        matches!(err, EncoderError::ModelLoad { .. }) && err.to_string().contains("missing.onnx")
+    );
     let enc = QueryEncoder::open(&data("query_encoder.onnx")).unwrap();
-    assert!(matches!(enc.encode(&[&[]]), Err(EncoderError::EmptyHistory)));
-    assert!(matches!(enc.encode(&[&[0.0; 100]]), Err(EncoderError::DimensionMismatch { .. })));
+    assert!(matches!(
+        enc.encode(&[&[]]),
+        Err(EncoderError::EmptyHistory)
+    ));
+    assert!(matches!(
+        enc.encode(&[&[0.0; 100]]),
+        Err(EncoderError::DimensionMismatch { .. })
+    ));
 }
 
 #[test]

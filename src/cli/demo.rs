@@ -137,6 +137,14 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         report.graph_bytes as f64 / 1e6,
         report.widths
     );
+    // The plan tuned for this model on validation users (datasets/beauty/DEFAULT_PLAN).
+    let tuned = data.join(mrl_index::tune::DEFAULT_PLAN_FILE);
+    if tuned.exists() {
+        let text =
+            std::fs::read(&tuned).map_err(|e| Error::Other(format!("{}: {e}", tuned.display())))?;
+        mrl_index::atomic::write_atomic(&dir.join(mrl_index::tune::DEFAULT_PLAN_FILE), &text)
+            .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    }
     let index = Index::open(&dir)?;
     let titles = raw
         .as_ref()
@@ -152,7 +160,15 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
             .unwrap_or_default()
     };
     let params = SearchParams::default();
-    println!("plan {}", index.default_plan());
+    println!(
+        "plan {}{}",
+        index.default_plan(),
+        if tuned.exists() {
+            " (tuned on validation users: datasets/beauty/DEFAULT_PLAN)"
+        } else {
+            ""
+        }
+    );
     for history in example_histories(&data)? {
         println!();
         println!("history ({} items, most recent last):", history.len());

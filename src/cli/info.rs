@@ -59,6 +59,7 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
             },
             "format_version": version,
             "default_plan": index.default_plan().to_string(),
+            "default_ef": index.default_ef(),
         });
         println!("{v}");
         return Ok(());
@@ -90,7 +91,14 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
             i.ef_construction, i.seed, i.threads, i.build_seconds, i.crate_version, i.builder
         );
     }
-    println!("default plan   {}", index.default_plan());
+    println!(
+        "default plan   {}{}",
+        index.default_plan(),
+        index
+            .default_ef()
+            .map(|e| format!(" ef {e} (from DEFAULT_PLAN)"))
+            .unwrap_or_default()
+    );
     println!(
         "files          {store_file} {:.1} MB, {graph_file} {:.1} MB",
         index.store().file_len() as f64 / 1e6,

@@ -7,6 +7,7 @@ mod demo;
 mod encode;
 mod info;
 mod search;
+mod tune;
 
 use clap::{Parser, Subcommand};
 use mrl_index::Error;
@@ -36,6 +37,9 @@ enum Command {
     Recommend(encode::RecommendArgs),
     /// Leave-one-out Recall/NDCG@5/10/20 through the index: exact at each width and the cascade.
     Eval(encode::EvalArgs),
+    /// Choose the fastest plan reaching a recall target on sample queries; --write stores it
+    /// as the index's default.
+    Tune(tune::TuneArgs),
     /// Sweep exact search per width, the coarse graph alone and cascade plans; write recall,
     /// queries per second and latency percentiles as JSON, CSV and plots.
     Bench(bench::BenchArgs),
@@ -58,6 +62,7 @@ pub fn run() -> ExitCode {
         Command::Verify(a) => info::run_verify(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Compare(a) => bench::run_compare(a),
         Command::BenchData(a) => bench::run_bench_data(a),
         Command::EmbedItems(a) => encode::run_embed(a),
