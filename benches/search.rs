@@ -95,11 +95,7 @@ fn bench_kernels(c: &mut Criterion) {
         let mut out: Vec<Candidate> = Vec::new();
         group.bench_with_input(BenchmarkId::from_parameter(ef), &ef, |b, &ef| {
             b.iter(|| {
-                let scorer = PrefixScorer {
-                    store,
-                    query: q,
-                    n_bands: 1,
-                };
+                let scorer = PrefixScorer::new(store, q, 1);
                 search_graph(
                     f.index.graph(),
                     &scorer,

@@ -138,20 +138,40 @@ pub struct Scratch {
 
 /// Scores rows on the first `n_bands` bands of the store: the coarse stage's scorer.
 pub struct PrefixScorer<'a> {
-    /// The store.
-    pub store: &'a Store,
-    /// The query (full width).
-    pub query: &'a [f32],
-    /// Bands making up the prefix.
-    pub n_bands: usize,
+    store: &'a Store,
+    query: &'a [f32],
+    n_bands: usize,
+    /// Band 0 as one slice, its stride and width: the common single-band prefix reads rows
+    /// straight from it.
+    band0: &'a [f32],
+    stride0: usize,
+    width0: usize,
+}
+
+impl<'a> PrefixScorer<'a> {
+    /// A scorer of `query` (full width) on the first `n_bands` bands of `store`.
+    pub fn new(store: &'a Store, query: &'a [f32], n_bands: usize) -> PrefixScorer<'a> {
+        let b0 = store.bands()[0];
+        PrefixScorer {
+            store,
+            query,
+            n_bands,
+            band0: store.band_data(0),
+            stride0: b0.stride,
+            width0: b0.width(),
+        }
+    }
 }
 
 impl CoarseScorer for PrefixScorer<'_> {
     #[inline]
     fn score(&self, row: u32) -> f32 {
         if self.n_bands == 1 {
-            let b = &self.store.bands()[0];
-            simd::dot(&self.query[..b.end], self.store.row(0, row as usize))
+            let start = row as usize * self.stride0;
+            simd::dot(
+                &self.query[..self.width0],
+                &self.band0[start..start + self.width0],
+            )
         } else {
             self.store
                 .prefix_dot(self.query, row as usize, self.n_bands)
@@ -160,6 +180,14 @@ impl CoarseScorer for PrefixScorer<'_> {
 
     #[inline]
     fn prefetch(&self, row: u32) {
+        if self.n_bands == 1 {
+            let ptr = self
+                .band0
+                .as_ptr()
+                .wrapping_add(row as usize * self.stride0);
+            simd::prefetch_bytes(ptr, self.width0 * 4);
+            return;
+        }
         for (b, band) in self.store.bands()[..self.n_bands].iter().enumerate() {
             simd::prefetch_bytes(self.store.row_ptr(b, row as usize), band.width() * 4);
         }
@@ -285,11 +313,7 @@ pub(crate) fn cascade(
     if needed == 0 {
         return;
     }
-    let scorer = PrefixScorer {
-        store,
-        query,
-        n_bands: coarse_bands,
-    };
+    let scorer = PrefixScorer::new(store, query, coarse_bands);
     let coarse_width = plan.coarse_width() as u64;
     let epoch = scratch.mark_epoch;
     let use_allow_scan =

@@ -260,6 +260,13 @@ impl Store {
         bytemuck::cast_slice(&self.bytes[start..start + b.width() * 4])
     }
 
+    /// The whole of band `band`: `len() × stride` floats, row `r` at `r · stride`.
+    #[inline]
+    pub fn band_data(&self, band: usize) -> &[f32] {
+        let b = &self.bands[band];
+        bytemuck::cast_slice(&self.bytes[b.offset..b.offset + self.n * b.stride * 4])
+    }
+
     /// Pointer to the start of row `row` of band `band`, for prefetching.
     #[inline]
     pub fn row_ptr(&self, band: usize, row: usize) -> *const u8 {

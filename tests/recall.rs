@@ -130,11 +130,7 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         let mut scratch = GraphScratch::default();
         let mut out: Vec<Candidate> = Vec::new();
         for (qi, q) in b.queries.chunks_exact(dim).enumerate() {
-            let scorer = PrefixScorer {
-                store,
-                query: q,
-                n_bands: 1,
-            };
+            let scorer = PrefixScorer::new(store, q, 1);
             search_graph(&graph, &scorer, ef, &mut scratch, |_| true, &mut out);
             out.sort_unstable_by(|a, b| b.cmp(a));
             let hits: Vec<mrl_index::Hit> = out

@@ -221,6 +221,14 @@ impl CoarseGraph {
         bytemuck::cast_slice(&self.bytes[start..start + m0 * 4])
     }
 
+    /// Starts loading row `node`'s layer-0 neighbour list into cache.
+    #[inline]
+    pub fn prefetch_layer0(&self, node: u32) {
+        let m0 = self.meta.m0 as usize;
+        let start = self.layer0_offset + node as usize * m0 * 4;
+        crate::simd::prefetch_bytes(self.bytes.as_ptr().wrapping_add(start), m0 * 4);
+    }
+
     fn layer_nodes(&self, layer: usize) -> &[u32] {
         let u = &self.upper[layer - 1];
         bytemuck::cast_slice(&self.bytes[u.nodes_offset..u.nodes_offset + u.count * 4])

@@ -136,6 +136,10 @@ pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
                 }
             }
         }
+        // The next candidate's list is needed soon: start loading it now.
+        if let Some(next) = scratch.candidates.peek() {
+            graph.prefetch_layer0(next.row);
+        }
         scratch.fresh.clear();
         for &nb in graph.layer0_neighbours(c.row) {
             if nb == NO_NEIGHBOUR {
