@@ -4,7 +4,7 @@
 use clap::Args;
 use mrl_index::bench::{self, BenchConfig, Row, SetKind, TruthSource};
 use mrl_index::ingest::VectorSource;
-use mrl_index::{ingest, Error, Index};
+use mrl_index::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -53,17 +53,7 @@ pub struct BenchArgs {
 
 /// Runs `bench`.
 pub fn run(a: BenchArgs) -> Result<(), Error> {
-    let index = Index::open(&a.index)?;
-    let queries = ingest::read_matrix_f32(&a.queries)?;
-    if queries.dim() != index.dim() {
-        return Err(Error::Other(format!(
-            "{}: queries have {} dims, but the index {} holds {}-d vectors",
-            a.queries.display(),
-            queries.dim(),
-            a.index.display(),
-            index.dim()
-        )));
-    }
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries)?;
     if queries.is_empty() {
         return Err(Error::Other(format!(
             "{}: no queries (0 rows)",

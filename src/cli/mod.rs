@@ -95,6 +95,27 @@ where
     Ok(pool.install(f))
 }
 
+/// Opens the index at `index` and reads the query file `queries`, checking that the queries
+/// have the index's dimension (the error names both).
+pub fn open_with_queries(
+    index: &std::path::Path,
+    queries: &std::path::Path,
+) -> Result<(mrl_index::Index, mrl_index::ingest::MatrixSource), Error> {
+    use mrl_index::ingest::VectorSource;
+    let idx = mrl_index::Index::open(index)?;
+    let q = mrl_index::ingest::read_matrix_f32(queries)?;
+    if q.dim() != idx.dim() {
+        return Err(Error::Other(format!(
+            "{}: queries have {} dims, but the index {} holds {}-d vectors",
+            queries.display(),
+            q.dim(),
+            index.display(),
+            idx.dim()
+        )));
+    }
+    Ok((idx, q))
+}
+
 /// Parses a comma-separated list of integers.
 pub fn parse_list<T: std::str::FromStr>(text: &str, what: &str) -> Result<Vec<T>, Error> {
     text.split(',')

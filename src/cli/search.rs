@@ -2,8 +2,7 @@
 
 use super::{parse_list, with_threads};
 use clap::Args;
-use mrl_index::ingest::VectorSource;
-use mrl_index::{ingest, Error, Filter, Index, SearchError, SearchParams, SearchPlan};
+use mrl_index::{Error, Filter, SearchParams, SearchPlan};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -39,15 +38,7 @@ pub struct SearchArgs {
 
 /// Runs `search`.
 pub fn run(a: SearchArgs) -> Result<(), Error> {
-    let index = Index::open(&a.index)?;
-    let queries = ingest::read_matrix_f32(&a.queries)?;
-    if queries.dim() != index.dim() {
-        return Err(SearchError::DimensionMismatch {
-            expected: index.dim(),
-            got: queries.dim(),
-        }
-        .into());
-    }
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries)?;
     let exclude: Vec<u64> = match &a.exclude {
         Some(e) => parse_list(e, "--exclude")?,
         None => Vec::new(),

@@ -1,9 +1,9 @@
 //! `mrl-index tune`.
 
 use clap::Args;
-use mrl_index::ingest::{self, VectorSource};
+use mrl_index::ingest::VectorSource;
 use mrl_index::tune::{tune, write_default_plan};
-use mrl_index::{Error, Index, SearchError};
+use mrl_index::{Error, SearchError};
 use std::path::PathBuf;
 
 /// Arguments of `tune`.
@@ -31,15 +31,7 @@ pub struct TuneArgs {
 
 /// Runs `tune`.
 pub fn run(a: TuneArgs) -> Result<(), Error> {
-    let index = Index::open(&a.index)?;
-    let queries = ingest::read_matrix_f32(&a.queries)?;
-    if queries.dim() != index.dim() {
-        return Err(SearchError::DimensionMismatch {
-            expected: index.dim(),
-            got: queries.dim(),
-        }
-        .into());
-    }
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries)?;
     if a.k == 0 {
         return Err(SearchError::ZeroK.into());
     }
