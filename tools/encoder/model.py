@@ -1,6 +1,6 @@
 """fMRLRec (text-only) in jax: Matryoshka LRU sequential recommender.
 
-Facts followed (docs: /work/shared/docs/fmrlrec-notes.md, the paper's public code):
+Facts followed (docs: ../shared/docs/fmrlrec-notes.md, the paper's public code):
 
 * item vector  e = W_p f + b_p   (Linear 384 -> 1024, not normalised; f = MiniLM title feature)
 * block: x + LRU(MRL-LN(x)) -> h + FFN(MRL-LN(h)),  FFN(x) = w2(SiLU(gate(x)) * w1(x))
