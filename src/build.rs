@@ -10,7 +10,9 @@
 //! and leaves the previous index, if any, as it was.
 
 use crate::atomic::{sync_dir, AtomicFile};
-use crate::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphParams, MAX_M};
+use crate::graph::build::{
+    build_hnsw, export, write_graph, BuildInfo, CoarseMetric, GraphParams, MAX_M,
+};
 use crate::ingest::{IngestError, VectorSource};
 use crate::manifest::{self, ManifestMeta};
 use crate::progress::Progress;
@@ -150,6 +152,7 @@ pub struct IndexBuilder {
     seed: u64,
     threads: usize,
     overwrite: bool,
+    coarse_metric: CoarseMetric,
 }
 
 impl Default for IndexBuilder {
@@ -162,6 +165,7 @@ impl Default for IndexBuilder {
             seed: 42,
             threads: 0,
             overwrite: false,
+            coarse_metric: CoarseMetric::default(),
         }
     }
 }
@@ -218,6 +222,12 @@ impl IndexBuilder {
     /// Threads for the build; 0 for all cores.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// How the coarse graph chooses neighbours at build time (default: inner product).
+    pub fn coarse_metric(mut self, metric: CoarseMetric) -> Self {
+        self.coarse_metric = metric;
         self
     }
 
@@ -346,6 +356,7 @@ impl IndexBuilder {
             m: self.m,
             ef_construction: self.ef_construction,
             seed: self.seed,
+            metric: self.coarse_metric,
         };
         progress.stage("building coarse graph", n as u64);
         let reference = build_hnsw(&scan.coarse, self.coarse_dim, &params, &|k| {

@@ -6,8 +6,8 @@
 //! ```text
 //! ingest (.npy/.fvecs) ──► store: every vector once, full width, band-major by nested width
 //!                               (memory-mapped; band 0 = the coarse prefix, contiguous)
-//!                      ──► coarse graph: HNSW on the prefix (built by hnsw_rs in the
-//!                               MIPS→L2 reduced space, exported to flat u32 lists, mapped)
+//!                      ──► coarse graph: HNSW on the prefix (built by hnsw_rs with an
+//!                               inner-product dissimilarity, exported to flat u32 lists, mapped)
 //! query ──► coarse stage: beam search on the graph, keep₀ candidates
 //!       ──► cascade: each stage adds the next band's dot product to every candidate's score
 //!                    (no dimension multiplied twice) and keeps the best keepᵢ
@@ -39,7 +39,7 @@
 //!
 //! Module map: [`ingest`] reads input files; [`store`] is the embedding store; [`graph`] the
 //! coarse graph (build and search); [`plan`] and [`search`] the cascade; [`index`] ties them
-//! into [`Index`]; [`build`] is [`IndexBuilder`]; [`format`] is the container shared by all
+//! into [`Index`]; [`build`] is [`IndexBuilder`]; [`format`](mod@format) is the container shared by all
 //! files (spec in `index-formats/v1.md`); [`exact`] is brute force for ground truth;
 //! [`synth`] generates Matryoshka-like test data.
 

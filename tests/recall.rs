@@ -100,6 +100,7 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         m: 16,
         ef_construction: 100,
         seed: 5,
+        metric: Default::default(),
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)

@@ -3,6 +3,7 @@
 use super::bars::Bars;
 use super::parse_list;
 use clap::Args;
+use mrl_index::graph::build::CoarseMetric;
 use mrl_index::{ingest, Error, IndexBuilder};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +39,10 @@ pub struct BuildArgs {
     /// Seed of the insertion order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// How the coarse graph chooses neighbours while building: `ip` (inner-product
+    /// dissimilarity) or `l2-reduced` (L2 in the MIPS→L2 reduced space).
+    #[arg(long, default_value = "ip", value_parser = ["ip", "l2-reduced"])]
+    coarse_metric: String,
     /// Replace an index already in --out.
     #[arg(long)]
     force: bool,
@@ -60,7 +65,12 @@ pub fn run(a: BuildArgs) -> Result<(), Error> {
         .ef_construction(a.ef_construction)
         .threads(a.threads)
         .seed(a.seed)
-        .overwrite(a.force);
+        .overwrite(a.force)
+        .coarse_metric(if a.coarse_metric == "l2-reduced" {
+            CoarseMetric::ReducedL2
+        } else {
+            CoarseMetric::InnerProduct
+        });
     if let Some(w) = &a.widths {
         builder = builder.widths(parse_list(w, "--widths")?);
     }

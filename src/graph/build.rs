@@ -1,7 +1,7 @@
 //! Building the coarse graph with `hnsw_rs` and exporting it into this crate's graph file.
 //!
 //! `hnsw_rs` inserts points concurrently and its search allocates on every step, so it is used
-//! for construction only: [`build_hnsw`] inserts the MIPS→L2 reduced prefixes, [`export`]
+//! for construction only: [`build_hnsw`] inserts the prefixes, [`export`]
 //! copies its layers into flat neighbour lists, and [`write_graph`] writes them. The
 //! [`ReferenceHnsw`] keeps `hnsw_rs`'s own search available as the reference tests compare
 //! against.
@@ -19,6 +19,29 @@ pub const MAX_LAYER: usize = 16;
 /// `hnsw_rs` prints and exits the process for more connections than this.
 pub const MAX_M: usize = 256;
 
+/// How neighbours are chosen while building the coarse graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoarseMetric {
+    /// Inner-product dissimilarity `C − x·y` with `C = 1.01·M²` (`M` the largest prefix norm),
+    /// so it stays non-negative for every pair of items (ip-NSW style). The default: on the
+    /// generated 100k × 1024 set it reaches coarse recall@10 0.94 at ef 16 where the reduced-L2
+    /// graph reaches 0.19 (`examples/ip_graph.rs`).
+    #[default]
+    InnerProduct,
+    /// Squared L2 in the MIPS→L2 reduced space (items get `sqrt(M² − ‖x‖²)` appended).
+    ReducedL2,
+}
+
+impl CoarseMetric {
+    /// The value stored in [`super::GraphMeta::metric`].
+    pub fn code(self) -> u32 {
+        match self {
+            CoarseMetric::InnerProduct => 1,
+            CoarseMetric::ReducedL2 => 0,
+        }
+    }
+}
+
 /// Parameters of the graph build, with the HNSW paper's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraphParams {
@@ -28,15 +51,24 @@ pub struct GraphParams {
     pub ef_construction: usize,
     /// Seed of the insertion order.
     pub seed: u64,
+    /// Neighbour selection during the build.
+    pub metric: CoarseMetric,
 }
 
-/// Squared L2 distance in the reduced space, clamped at 0 as `hnsw_rs` requires.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ReducedL2;
+/// The build-time dissimilarity handed to `hnsw_rs`, clamped at 0 as it requires.
+#[derive(Debug, Clone, Copy)]
+pub struct CoarseDistance {
+    metric: CoarseMetric,
+    /// `C` of the inner-product dissimilarity.
+    offset: f32,
+}
 
-impl Distance<f32> for ReducedL2 {
+impl Distance<f32> for CoarseDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        crate::simd::l2_squared(a, b).max(0.0)
+        match self.metric {
+            CoarseMetric::ReducedL2 => crate::simd::l2_squared(a, b).max(0.0),
+            CoarseMetric::InnerProduct => (self.offset - crate::simd::dot(a, b)).max(0.0),
+        }
     }
 }
 
@@ -95,12 +127,13 @@ pub fn reduce_for_mips(coarse: &[f32], dim: usize) -> (Vec<f32>, f32) {
     (out, max2.sqrt())
 }
 
-/// An `hnsw_rs` graph over reduced prefixes, kept for export and as a reference searcher.
+/// An `hnsw_rs` graph over the prefixes, kept for export and as a reference searcher.
 pub struct ReferenceHnsw {
-    hnsw: Hnsw<'static, f32, ReducedL2>,
+    hnsw: Hnsw<'static, f32, CoarseDistance>,
     dim: usize,
     n: usize,
     max_norm: f32,
+    metric: CoarseMetric,
 }
 
 /// Inserts the rows of `coarse` (n × `dim`, the prefix of every item) into an `hnsw_rs` graph
@@ -115,14 +148,31 @@ pub fn build_hnsw(
     on_inserted: &(dyn Fn(u64) + Sync),
 ) -> ReferenceHnsw {
     let n = coarse.len() / dim;
-    let (reduced, max_norm) = reduce_for_mips(coarse, dim);
+    let (reduced, max_norm) = match params.metric {
+        CoarseMetric::ReducedL2 => reduce_for_mips(coarse, dim),
+        CoarseMetric::InnerProduct => {
+            let max2 = coarse
+                .chunks_exact(dim)
+                .map(|x| crate::simd::dot(x, x))
+                .fold(0.0f32, f32::max);
+            (Vec::new(), max2.sqrt())
+        }
+    };
+    let (vectors, width): (&[f32], usize) = match params.metric {
+        CoarseMetric::ReducedL2 => (&reduced, dim + 1),
+        CoarseMetric::InnerProduct => (coarse, dim),
+    };
+    let distance = CoarseDistance {
+        metric: params.metric,
+        offset: 1.01 * max_norm * max_norm + f32::MIN_POSITIVE,
+    };
     let hnsw =
-        Hnsw::<f32, ReducedL2>::new(params.m, n, MAX_LAYER, params.ef_construction, ReducedL2);
+        Hnsw::<f32, CoarseDistance>::new(params.m, n, MAX_LAYER, params.ef_construction, distance);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(params.seed));
     let rows: Vec<(&[f32], usize)> = order
         .iter()
-        .map(|&r| (&reduced[r * (dim + 1)..(r + 1) * (dim + 1)], r))
+        .map(|&r| (&vectors[r * width..(r + 1) * width], r))
         .collect();
     if rayon::current_num_threads() <= 1 {
         for (i, item) in rows.iter().enumerate() {
@@ -150,6 +200,7 @@ pub fn build_hnsw(
         dim,
         n,
         max_norm,
+        metric: params.metric,
     }
 }
 
@@ -159,7 +210,9 @@ impl ReferenceHnsw {
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<u32> {
         let mut q = Vec::with_capacity(self.dim + 1);
         q.extend_from_slice(&query[..self.dim]);
-        q.push(0.0);
+        if self.metric == CoarseMetric::ReducedL2 {
+            q.push(0.0);
+        }
         self.hnsw
             .search(&q, k, ef)
             .into_iter()
@@ -256,7 +309,8 @@ pub fn export(reference: &ReferenceHnsw, m: usize) -> ExportedGraph {
             n_layers: (top + 1) as u32,
             entry_point,
             max_norm: reference.max_norm,
-            reserved: [0; 8],
+            metric: reference.metric.code(),
+            reserved: [0; 7],
         },
         layer0,
         upper,

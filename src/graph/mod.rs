@@ -8,9 +8,10 @@
 //!           links_l  (k_l × m u32, neighbours of nodes_l[i] at offset i·m, padded)
 //! ```
 //!
-//! The graph is built in the MIPS→L2 reduced space (items get the extra coordinate
-//! `sqrt(M² − ‖x‖²)`, queries 0), where L2 order equals inner-product order for a query;
-//! searching therefore needs no extra dimension: it maximises `q·x` on the prefix band.
+//! By default neighbours are chosen by the inner-product dissimilarity `C − x·y`; the MIPS→L2
+//! reduction (items get `sqrt(M² − ‖x‖²)` appended, queries 0) is available too
+//! ([`build::CoarseMetric`]). Either way the search needs no extra dimension: it maximises
+//! `q·x` on the prefix band.
 
 pub mod build;
 pub mod search;
@@ -55,10 +56,13 @@ pub struct GraphMeta {
     pub n_layers: u32,
     /// Row of the entry point (a node of the top layer).
     pub entry_point: u32,
-    /// `M = max ‖x[..coarse_dim]‖` used by the MIPS→L2 reduction at build time.
+    /// `M = max ‖x[..coarse_dim]‖` over the items.
     pub max_norm: f32,
+    /// How neighbours were chosen at build time: 0 = MIPS→L2 reduced space, 1 = inner-product
+    /// dissimilarity. Informational: search maximises `q·x` either way.
+    pub metric: u32,
     /// Zero.
-    pub reserved: [u32; 8],
+    pub reserved: [u32; 7],
 }
 
 /// One upper layer's location in the file.
