@@ -590,7 +590,7 @@ fn scan_source(
             progress.advance(coarse_out.len() as u64 / coarse_dim as u64);
             Ok(())
         })
-        .map_err(|e| first_error(e, source, widths))?;
+        .map_err(|e| first_error(e, source))?;
     progress.finish_stage();
     let mut norms = vec![0f32; n * n_bands];
     for r in 0..n {
@@ -602,7 +602,7 @@ fn scan_source(
 }
 
 /// Parallel chunks may report a later bad row first; rescan in order to name the first one.
-fn first_error(e: BuildError, source: &dyn VectorSource, _widths: &[usize]) -> BuildError {
+fn first_error(e: BuildError, source: &dyn VectorSource) -> BuildError {
     let BuildError::NonFinite { row: found, .. } = &e else {
         return e;
     };

@@ -128,15 +128,7 @@ pub fn find_runtime() -> Result<PathBuf, EncoderError> {
         };
     }
     let mut searched = Vec::new();
-    let mut roots = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    for root in &roots {
+    for root in &checkout_roots() {
         for dir in site_packages_candidates(root) {
             if let Some(lib) = library_in(&dir) {
                 return Ok(lib);
@@ -403,20 +395,42 @@ impl QueryEncoder {
                 got: index.dim(),
             });
         }
-        if history.is_empty() {
-            return Err(EncoderError::EmptyHistory);
-        }
-        let recent = &history[history.len().saturating_sub(MAX_HISTORY)..];
-        let mut rows = vec![0f32; recent.len() * self.dim];
-        for (i, &id) in recent.iter().enumerate() {
-            let row = index
-                .store()
-                .row_of(id)
-                .ok_or(EncoderError::UnknownItem { id })?;
-            index
-                .store()
-                .read_vector(row as usize, &mut rows[i * self.dim..(i + 1) * self.dim]);
-        }
+        let rows = gather_history(index, history)?;
         self.encode(&[&rows])
     }
+}
+
+/// The item vectors of `history` (external ids, oldest first; only the last [`MAX_HISTORY`])
+/// read from the index's store, row-major: the query encoder's input for one user.
+pub fn gather_history(index: &Index, history: &[u64]) -> Result<Vec<f32>, EncoderError> {
+    if history.is_empty() {
+        return Err(EncoderError::EmptyHistory);
+    }
+    let dim = index.dim();
+    let recent = &history[history.len().saturating_sub(MAX_HISTORY)..];
+    let mut rows = vec![0f32; recent.len() * dim];
+    for (i, &id) in recent.iter().enumerate() {
+        let row = index
+            .store()
+            .row_of(id)
+            .ok_or(EncoderError::UnknownItem { id })?;
+        index
+            .store()
+            .read_vector(row as usize, &mut rows[i * dim..(i + 1) * dim]);
+    }
+    Ok(rows)
+}
+
+/// Directories that may hold this checkout: the working directory and its ancestors, the
+/// executable's ancestors, and the source tree the crate was built from.
+pub fn checkout_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots
 }

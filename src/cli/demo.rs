@@ -69,15 +69,10 @@ pub fn run(a: DemoArgs) -> Result<(), Error> {
 /// The directory `rel` under this checkout: searched from the working directory and the
 /// executable upwards, then at the source tree the binary was built from.
 fn find_in_checkout(rel: &str) -> Option<PathBuf> {
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    roots.into_iter().map(|r| r.join(rel)).find(|p| p.exists())
+    mrl_index::encoder::checkout_roots()
+        .into_iter()
+        .map(|r| r.join(rel))
+        .find(|p| p.exists())
 }
 
 /// The real demo: the text-only fMRLRec Beauty model from `datasets/beauty`.

@@ -2,7 +2,7 @@
 
 use super::parse_list;
 use clap::Args;
-use mrl_index::encoder::{ItemEncoder, QueryEncoder, MAX_HISTORY};
+use mrl_index::encoder::{gather_history, ItemEncoder, QueryEncoder};
 use mrl_index::ingest::{self, VectorSource};
 use mrl_index::{Error, Filter, Index, SearchParams, SearchPlan};
 use std::collections::HashMap;
@@ -294,22 +294,10 @@ pub fn encode_users(
     let dim = index.dim();
     let mut queries = Vec::with_capacity(users.len() * dim);
     for chunk in users.chunks(256) {
-        let mut histories: Vec<Vec<f32>> = Vec::with_capacity(chunk.len());
-        for seq in chunk {
-            let hist = &seq[..seq.len() - 1];
-            let hist = &hist[hist.len().saturating_sub(MAX_HISTORY)..];
-            let mut rows = vec![0f32; hist.len() * dim];
-            for (i, &id) in hist.iter().enumerate() {
-                let row = index
-                    .store()
-                    .row_of(id)
-                    .ok_or(mrl_index::encoder::EncoderError::UnknownItem { id })?;
-                index
-                    .store()
-                    .read_vector(row as usize, &mut rows[i * dim..(i + 1) * dim]);
-            }
-            histories.push(rows);
-        }
+        let histories = chunk
+            .iter()
+            .map(|seq| gather_history(index, &seq[..seq.len() - 1]))
+            .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&[f32]> = histories.iter().map(Vec::as_slice).collect();
         queries.extend(encoder.encode(&refs)?);
     }
