@@ -128,6 +128,161 @@ pub fn table_markdown(rows: &[Row]) -> String {
     s
 }
 
+/// The family whose rows stand for mrl-index in the ratio table.
+pub const OUR_FAMILY: &str = "cascade";
+
+fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
+    match (ours, theirs) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn extra_u64(r: &Row, key: &str) -> Option<u64> {
+    r.extra.get(key).and_then(|v| v.as_u64())
+}
+
+/// The matched-recall table: per data set and recall@10 target, mrl-index's best cascade
+/// configuration (by one-thread q/s) against each peer family's best, as ratios ours /
+/// theirs of one-thread and all-threads q/s, build seconds, resident memory and bytes on
+/// disk (above 1 is better for q/s, below 1 better for the others). mrl-index's resident
+/// memory is also given as anonymous memory alone (its index is mapped: the file pages it
+/// touched are page cache the kernel can drop and re-read).
+pub fn ratio_markdown(rows: &[Row]) -> String {
+    let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+    datasets.sort();
+    datasets.dedup();
+    let mut s = String::from(
+        "# mrl-index against each peer at matched recall@10 (ratios ours / theirs)\n\n\
+         q/s: above 1 is mrl-index faster. build, RSS, disk: below 1 is mrl-index smaller. \
+         RSS anon: mrl-index's anonymous memory only (its mapped index pages are page cache) \
+         against the peer's whole RSS.\n\n",
+    );
+    for d in datasets {
+        let ours: Vec<&Row> = rows
+            .iter()
+            .filter(|r| {
+                r.dataset == d && r.system == super::sweep::SYSTEM && r.family == OUR_FAMILY
+            })
+            .collect();
+        let mut peers: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.dataset == d && r.system != super::sweep::SYSTEM)
+        {
+            peers
+                .entry((r.system.clone(), r.family.clone()))
+                .or_default()
+                .push(r);
+        }
+        if ours.is_empty() || peers.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("## {}\n\n", cell(d)));
+        s.push_str(
+            "| recall@10 ≥ | peer family | mrl-index config (recall, q/s 1 thr) | peer config (recall, q/s 1 thr) \
+             | q/s 1 thread | q/s all threads | build s | RSS | RSS anon | disk |\n",
+        );
+        s.push_str("|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for &t in &RECALL_TARGETS {
+            let o = best_at(&ours, t);
+            for ((_, family), group) in &peers {
+                let p = best_at(group, t);
+                let desc = |r: Option<&Row>| {
+                    r.map_or("not reached".to_string(), |r| {
+                        format!(
+                            "{} ({:.3}, {:.0})",
+                            cell(&r.config_text()),
+                            r.recall_at_10.unwrap_or(0.0),
+                            r.qps_1_thread.unwrap_or(0.0)
+                        )
+                    })
+                };
+                let (q1, qa, b, m, ma, disk) = match (o, p) {
+                    (Some(o), Some(p)) => (
+                        ratio(o.qps_1_thread, p.qps_1_thread),
+                        ratio(o.qps_all_threads, p.qps_all_threads),
+                        ratio(o.build_seconds, p.build_seconds),
+                        ratio(o.rss_bytes.map(|v| v as f64), p.rss_bytes.map(|v| v as f64)),
+                        ratio(
+                            extra_u64(o, "rss_anon_bytes").map(|v| v as f64),
+                            p.rss_bytes.map(|v| v as f64),
+                        ),
+                        ratio(
+                            o.index_bytes.map(|v| v as f64),
+                            p.index_bytes.map(|v| v as f64),
+                        ),
+                    ),
+                    _ => Default::default(),
+                };
+                let dash = |x: String| if x.is_empty() { "—".to_string() } else { x };
+                s.push_str(&format!(
+                    "| {t:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    cell(family),
+                    desc(o),
+                    desc(p),
+                    dash(q1),
+                    dash(qa),
+                    dash(b),
+                    dash(m),
+                    dash(ma),
+                    dash(disk)
+                ));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The prefix-share table: per data set and width, the share of the full-width top-10
+/// found in the width's exact top-K (from the `share_of_top10_in_top_k` field of the
+/// `exact-width` rows), one column per K.
+pub fn share_markdown(rows: &[Row]) -> String {
+    let with: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.extra.contains_key("share_of_top10_in_top_k"))
+        .collect();
+    if with.is_empty() {
+        return String::new();
+    }
+    let mut depths: Vec<u64> = Vec::new();
+    for r in &with {
+        if let Some(m) = r.extra["share_of_top10_in_top_k"].as_object() {
+            depths.extend(m.keys().filter_map(|k| k.parse::<u64>().ok()));
+        }
+    }
+    depths.sort_unstable();
+    depths.dedup();
+    let mut s = String::from(
+        "# Share of the full-width top-10 inside each prefix width's exact top-K\n\n| data set | items | width | queries |",
+    );
+    for d in &depths {
+        s.push_str(&format!(" K = {d} |"));
+    }
+    s.push_str("\n|---|---:|---:|---:|");
+    s.push_str(&"---:|".repeat(depths.len()));
+    s.push('\n');
+    for r in with {
+        let m = &r.extra["share_of_top10_in_top_k"];
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |",
+            cell(&r.dataset),
+            r.n_items.map_or("?".into(), |v| v.to_string()),
+            r.config.get("width").map_or("?".into(), |v| v.to_string()),
+            r.n_queries.map_or("?".into(), |v| v.to_string()),
+        ));
+        for d in &depths {
+            s.push_str(&match m.get(d.to_string()).and_then(|v| v.as_f64()) {
+                Some(v) => format!(" {v:.3} |"),
+                None => " — |".into(),
+            });
+        }
+        s.push('\n');
+    }
+    s
+}
+
 /// Merges the rows of `inputs` (JSON arrays or JSON lines, any system) and writes
 /// `out_dir/all.json`, `all.csv`, `table.md` ([`table_markdown`]) and `recall_qps.svg` +
 /// `.png` ([`plot_rows`]), creating `out_dir`; when the rows hold several data sets, also
@@ -146,7 +301,13 @@ pub fn compare(inputs: &[PathBuf], out_dir: &Path) -> Result<CompareReport, Erro
     let table = out_dir.join("table.md");
     write_rows_json(&json, &rows)?;
     write_rows_csv(&csv, &rows)?;
-    write_atomic(&table, table_markdown(&rows).as_bytes()).map_err(|e| io_err(&table, e))?;
+    let text = format!(
+        "{}\n{}\n{}",
+        table_markdown(&rows),
+        ratio_markdown(&rows),
+        share_markdown(&rows)
+    );
+    write_atomic(&table, text.as_bytes()).map_err(|e| io_err(&table, e))?;
     let mut files = vec![json, csv, table];
     files.extend(plot_rows(&rows, &out_dir.join("recall_qps.svg"))?);
     let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
@@ -180,4 +341,68 @@ pub fn compare(inputs: &[PathBuf], out_dir: &Path) -> Result<CompareReport, Erro
         series,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, family: &str, recall: f64, qps: f64, build: f64, rss: u64) -> Row {
+        let mut v = serde_json::json!({
+            "system": system, "family": family, "label": format!("{family} {qps}"),
+            "dataset": "d", "recall_at_10": recall, "qps_1_thread": qps,
+            "qps_all_threads": qps * 2.0, "build_seconds": build, "rss_bytes": rss,
+            "index_bytes": 1000,
+        });
+        if system == "mrl-index" {
+            v["rss_anon_bytes"] = serde_json::json!(rss / 10);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ratios_pair_our_best_cascade_with_each_peer_family_at_each_target() {
+        let rows = vec![
+            row("mrl-index", "cascade", 0.93, 3000.0, 10.0, 400),
+            row("mrl-index", "cascade", 0.995, 1000.0, 10.0, 500),
+            // Not a cascade row: never stands for mrl-index in the ratios.
+            row("mrl-index", "coarse-graph", 0.999, 9e9, 10.0, 1),
+            row("faiss", "hnsw", 0.96, 2000.0, 40.0, 1000),
+            row("faiss", "hnsw", 0.90, 6000.0, 40.0, 1000),
+        ];
+        let t = ratio_markdown(&rows);
+        // 0.90: ours 3000 q/s vs faiss 6000 → 0.50×; build 10/40; RSS 400/1000; anon 40/1000.
+        assert!(
+            t.contains("| 0.90 | hnsw | cascade 3000 (0.930, 3000) | hnsw 6000 (0.900, 6000) | 0.50× | 0.50× | 0.25× | 0.40× | 0.04× | 1.00× |"),
+            "{t}"
+        );
+        // 0.95: ours 1000 (the 0.93 row no longer qualifies) vs faiss 2000.
+        assert!(
+            t.contains(
+                "| 0.95 | hnsw | cascade 1000 (0.995, 1000) | hnsw 2000 (0.960, 2000) | 0.50× |"
+            ),
+            "{t}"
+        );
+        // 0.99: faiss never reaches it.
+        assert!(
+            t.contains("| 0.99 | hnsw | cascade 1000 (0.995, 1000) | not reached | — |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn share_table_lists_each_width_and_depth() {
+        let mut r = row("mrl-index", "exact-width", 0.5, 10.0, 0.0, 1);
+        r.config = serde_json::json!({"width": 64});
+        r.n_items = Some(5000);
+        r.n_queries = Some(100);
+        r.extra.insert(
+            "share_of_top10_in_top_k".into(),
+            serde_json::json!({"10": 0.25, "1000": 1.0}),
+        );
+        let t = share_markdown(&[r]);
+        assert!(t.contains("| K = 10 | K = 1000 |"), "{t}");
+        assert!(t.contains("| d | 5000 | 64 | 100 | 0.250 | 1.000 |"), "{t}");
+        assert_eq!(share_markdown(&[]), "");
+    }
 }

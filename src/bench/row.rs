@@ -382,10 +382,20 @@ pub fn iso8601_utc(secs: u64) -> String {
 
 /// VmRSS of this process in bytes, from `/proc/self/status` (`None` where unavailable).
 pub fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS")
+}
+
+/// A `kB` field of `/proc/self/status` in bytes (`VmRSS`, `RssAnon`, `RssFile`, `VmHWM`),
+/// `None` where unavailable. `RssAnon` is heap and stacks; `RssFile` counts the mapped
+/// index pages this process has touched, which the kernel may drop and re-read.
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
     let kb: u64 = line
-        .trim_start_matches("VmRSS:")
+        .split(':')
+        .nth(1)?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -2,7 +2,7 @@
 //! plans over a grid of coarse keeps and `ef`, each measured for recall, throughput, latency
 //! and work per query.
 
-use super::row::{machine_description, rss_bytes, timestamp_utc, Row};
+use super::row::{machine_description, proc_status_bytes, rss_bytes, timestamp_utc, Row};
 use super::truth::GroundTruth;
 use crate::exact::batch_top_k;
 use crate::plan::{Keep, SearchPlan, Stage, DEFAULT_SHRINK};
@@ -30,9 +30,25 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Queries run once per configuration before timing (warm-up; capped at the query count).
     pub warmup_queries: usize,
-    /// Queries of the one-thread timing of exact search per width (each scans every item;
-    /// recall always uses every query).
+    /// Queries of the one-thread timing of exact search per width (each scans every item).
     pub exact_timed_queries: usize,
+    /// Queries of the exact-width family's recall and all-threads timing: the first this
+    /// many (every query scans every item at every width, which at a million items is the
+    /// longest part of a run).
+    pub exact_queries: usize,
+    /// Depths K of the prefix-share measure at each width: the share of the full-width
+    /// top-10 found in the width's exact top-K (K above the item count is skipped).
+    pub share_depths: Vec<usize>,
+    /// Time budget of a configuration's first one-thread pass over the queries: a slow
+    /// configuration stops after this many seconds (but not before
+    /// [`BenchConfig::min_queries`] queries), and every later pass, recall included, uses
+    /// the queries it reached; the row's `n_queries` says how many.
+    pub max_pass_seconds: f64,
+    /// The fewest queries a configuration is measured on when the time budget cuts it short.
+    pub min_queries: usize,
+    /// Build seconds to record in the graph rows (the whole build, measured by the caller);
+    /// `None`: the coarse graph's build time stored in the index.
+    pub build_seconds: Option<f64>,
     /// Beam widths of the coarse-graph family.
     pub coarse_efs: Vec<usize>,
     /// Coarse keeps of the cascade family; each is run with `ef = keep` and `ef = 2 · keep`.
@@ -56,6 +72,11 @@ impl BenchConfig {
             repeats: 3,
             warmup_queries: 100,
             exact_timed_queries: 200,
+            exact_queries: 1000,
+            share_depths: vec![10, 100, 1000, 10_000],
+            build_seconds: None,
+            max_pass_seconds: 30.0,
+            min_queries: 500,
             coarse_efs: vec![10, 20, 50, 100, 200, 500, 1000, 2000],
             cascade_keeps: vec![100, 200, 500, 1000, 2000],
             cascade_shrink: DEFAULT_SHRINK,
@@ -71,6 +92,8 @@ impl BenchConfig {
             repeats: 1,
             warmup_queries: 20,
             exact_timed_queries: 50,
+            max_pass_seconds: 10.0,
+            min_queries: 200,
             coarse_efs: vec![10, 50, 200],
             cascade_keeps: vec![100, 500],
             ..BenchConfig::full(k, dataset)
@@ -151,6 +174,53 @@ pub fn mean_recall_ids(found: &[Vec<u64>], truth: &GroundTruth, r: usize) -> Opt
         hits += f.iter().take(r).filter(|id| t.contains(id)).count();
     }
     Some(hits as f64 / (found.len() * r) as f64)
+}
+
+/// The share of each query's full-width top-10 (the truth's first 10) found among the first
+/// `depth` ids of `found`, averaged over the queries; `None` when an answer is shallower.
+pub fn prefix_share(found: &[Vec<u64>], truth: &GroundTruth, depth: usize) -> Option<f64> {
+    let r = 10.min(truth.depth());
+    if r == 0 || found.is_empty() || found.iter().any(|f| f.len() < depth) {
+        return None;
+    }
+    let mut hits = 0usize;
+    for (q, f) in found.iter().enumerate() {
+        let mut top: Vec<u64> = f[..depth].to_vec();
+        top.sort_unstable();
+        hits += truth.row(q)[..r]
+            .iter()
+            .filter(|id| top.binary_search(id).is_ok())
+            .count();
+    }
+    Some(hits as f64 / (found.len() * r) as f64)
+}
+
+/// Resident memory after a configuration's warm-up: all of it, and split into anonymous
+/// memory (heap, stacks) and mapped file pages (the index pages touched so far).
+struct Rss {
+    total: Option<u64>,
+    anon: Option<u64>,
+    file: Option<u64>,
+}
+
+impl Rss {
+    fn now() -> Rss {
+        Rss {
+            total: rss_bytes(),
+            anon: proc_status_bytes("RssAnon"),
+            file: proc_status_bytes("RssFile"),
+        }
+    }
+
+    fn record(&self, row: &mut Row) {
+        row.rss_bytes = self.total;
+        if let Some(a) = self.anon {
+            row.extra.insert("rss_anon_bytes".into(), json!(a));
+        }
+        if let Some(f) = self.file {
+            row.extra.insert("rss_file_bytes".into(), json!(f));
+        }
+    }
 }
 
 fn ids_of(hits: &[Hit]) -> Vec<u64> {
@@ -288,20 +358,25 @@ pub fn run_bench(
         machine: machine_description(),
         store_bytes: index.store().file_len() as u64,
         graph_bytes: index.graph().file_len() as u64,
-        graph_build_seconds: index.graph().build_info().map(|b| b.build_seconds),
+        graph_build_seconds: cfg
+            .build_seconds
+            .or_else(|| index.graph().build_info().map(|b| b.build_seconds)),
     };
     let mut rows = Vec::new();
+    // Graph configurations first: the resident memory recorded after each one's warm-up
+    // then holds only the index pages searches have touched so far, not the whole store
+    // that exact search maps in.
+    for gc in graph_configs(index, cfg) {
+        let row = graph_row(index, queries, truth, cfg, &pool, &common, &gc)?;
+        progress(&row);
+        rows.push(row);
+    }
     if cfg.exact_width {
         for width in index.widths() {
             let row = exact_width_row(index, queries, truth, cfg, &pool, &common, width)?;
             progress(&row);
             rows.push(row);
         }
-    }
-    for gc in graph_configs(index, cfg) {
-        let row = graph_row(index, queries, truth, cfg, &pool, &common, &gc)?;
-        progress(&row);
-        rows.push(row);
     }
     Ok(rows)
 }
@@ -318,7 +393,8 @@ fn exact_width_row(
     width: usize,
 ) -> Result<Row, Error> {
     let dim = index.dim();
-    let nq = queries.len() / dim;
+    let nq = (queries.len() / dim).min(cfg.exact_queries.max(1));
+    let queries = &queries[..nq * dim];
     let k = cfg.k;
     let n_bands = index
         .store()
@@ -329,7 +405,7 @@ fn exact_width_row(
     for q in queries.chunks_exact(dim).take(warm) {
         index.exact_search(q, k, width, &Filter::NONE)?;
     }
-    let rss = rss_bytes();
+    let rss = Rss::now();
     let mut best: Option<OneThread> = None;
     for _ in 0..cfg.repeats.max(1) {
         let mut lat = Vec::with_capacity(timed);
@@ -356,8 +432,21 @@ fn exact_width_row(
         std::hint::black_box(&hits);
         best_all = best_all.max(nq as f64 / secs.max(1e-12));
     }
-    // Recall: one untimed blocked pass deep enough for recall@100.
-    let depth = k.max(100).min(index.len());
+    // Recall: one untimed blocked pass deep enough for recall@100 and the prefix share.
+    let n = index.len();
+    let shares: Vec<usize> = cfg
+        .share_depths
+        .iter()
+        .copied()
+        .filter(|&d| d <= n)
+        .collect();
+    let depth = shares
+        .iter()
+        .copied()
+        .chain([k, 100])
+        .max()
+        .unwrap_or(100)
+        .min(n);
     let deep: Vec<Vec<u64>> = pool
         .install(|| batch_top_k(index.store(), queries, depth, n_bands))
         .iter()
@@ -368,6 +457,19 @@ fn exact_width_row(
         format!("exact@{width}"),
         json!({ "width": width, "timed_queries_1_thread": timed }),
     );
+    row.n_queries = Some(nq as u64);
+    if !shares.is_empty() {
+        let mut m = serde_json::Map::new();
+        for d in shares {
+            if let Some(v) = prefix_share(&deep, truth, d) {
+                m.insert(d.to_string(), json!(v));
+            }
+        }
+        row.extra.insert(
+            "share_of_top10_in_top_k".into(),
+            serde_json::Value::Object(m),
+        );
+    }
     row.recall_at_1 = mean_recall_ids(&deep, truth, 1);
     row.recall_at_10 = mean_recall_ids(&deep, truth, 10);
     row.recall_at_100 = mean_recall_ids(&deep, truth, 100);
@@ -379,7 +481,7 @@ fn exact_width_row(
     row.mult_adds_per_query = Some(index.len() as f64 * width as f64);
     row.build_seconds = None;
     row.index_bytes = Some(common.store_bytes);
-    row.rss_bytes = rss;
+    rss.record(&mut row);
     Ok(row)
 }
 
@@ -394,7 +496,8 @@ fn graph_row(
     gc: &GraphConfig,
 ) -> Result<Row, Error> {
     let dim = index.dim();
-    let nq = queries.len() / dim;
+    let mut nq = queries.len() / dim;
+    let mut queries = queries;
     let k = cfg.k;
     let params = SearchParams {
         plan: Some(gc.plan.clone()),
@@ -408,7 +511,7 @@ fn graph_row(
     {
         index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
     }
-    let rss = rss_bytes();
+    let rss = Rss::now();
     let mut best: Option<OneThread> = None;
     // The first pass's answers, flat and preallocated so that recording them allocates
     // nothing inside the timed loop.
@@ -419,7 +522,13 @@ fn graph_row(
         let first = pass == 0;
         let mut lat = Vec::with_capacity(nq);
         let t0 = Instant::now();
-        for q in queries.chunks_exact(dim) {
+        for (i, q) in queries.chunks_exact(dim).enumerate() {
+            if first && i >= cfg.min_queries && t0.elapsed().as_secs_f64() > cfg.max_pass_seconds {
+                // Too slow to run every query: the rest of the row uses the first i.
+                nq = i;
+                queries = &queries[..nq * dim];
+                break;
+            }
             let t = Instant::now();
             index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
             lat.push(t.elapsed().as_secs_f64() * 1e6);
@@ -498,6 +607,7 @@ fn graph_row(
         config["exact_coarse_queries"] = json!(fallbacks);
     }
     let mut row = common.row(gc.family, label, config);
+    row.n_queries = Some(nq as u64);
     row.recall_at_1 = mean_recall_ids(&found, truth, 1);
     row.recall_at_10 = mean_recall_ids(&at10, truth, 10);
     row.recall_at_100 = mean_recall_ids(&at100, truth, 100);
@@ -509,7 +619,7 @@ fn graph_row(
     row.mult_adds_per_query = Some(madds as f64 / nq as f64);
     row.build_seconds = common.graph_build_seconds;
     row.index_bytes = Some(common.store_bytes + common.graph_bytes);
-    row.rss_bytes = rss;
+    rss.record(&mut row);
     Ok(row)
 }
 
@@ -533,5 +643,25 @@ mod tests {
         assert_eq!(mean_recall_ids(&found, &gt, 1), Some(0.5));
         assert!((mean_recall_ids(&found, &gt, 3).unwrap() - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
         assert_eq!(mean_recall_ids(&found, &gt, 10), None);
+    }
+
+    #[test]
+    fn prefix_share_counts_the_true_top10_inside_the_first_depth_ids() {
+        // Two queries, truth top-10 = ids 0..10 and 100..110.
+        let mut ids: Vec<u64> = (0..10).collect();
+        ids.extend(100..110);
+        let gt = GroundTruth::new(ids, 2, 10).unwrap();
+        // Query 0 finds 4 true ids within its first 5 and 2 more at positions 5..8;
+        // query 1 finds none in its first 5 and all 10 within its first 20.
+        let q0: Vec<u64> = vec![0, 50, 1, 2, 3, 60, 4, 5, 61, 62];
+        let mut q1: Vec<u64> = (200..205).collect();
+        q1.extend(100..110);
+        q1.extend(300..305);
+        let found = vec![q0.iter().chain(&[70u64; 10]).copied().collect(), q1];
+        assert_eq!(prefix_share(&found, &gt, 5), Some((4.0 + 0.0) / 20.0));
+        assert_eq!(prefix_share(&found, &gt, 10), Some((6.0 + 5.0) / 20.0));
+        assert_eq!(prefix_share(&found, &gt, 20), Some((6.0 + 10.0) / 20.0));
+        // Deeper than an answer: not measured.
+        assert_eq!(prefix_share(&found, &gt, 21), None);
     }
 }

@@ -49,6 +49,34 @@ pub struct BenchArgs {
     /// Skip the exact search per width (each query scans every item at every width).
     #[arg(long)]
     no_exact: bool,
+    /// Queries of the exact search per width: the first N [default: 1000].
+    #[arg(long)]
+    exact_queries: Option<usize>,
+    /// Compute (or check) the cached ground truth and stop: run it as its own step so the
+    /// timed run's resident memory does not include the whole store the exact scan mapped.
+    #[arg(long)]
+    truth_only: bool,
+    /// Wall seconds of the whole build (e.g. measured around `mrl-index build`), recorded
+    /// in the graph rows [default: the coarse graph's own build time from the index].
+    #[arg(long)]
+    build_seconds: Option<f64>,
+    /// Coarse keeps of the cascade grid, comma-separated (each run with ef = keep and
+    /// 2·keep) [default: 100,200,500,1000,2000; 100,500 with --quick].
+    #[arg(long, value_delimiter = ',')]
+    keeps: Option<Vec<usize>>,
+    /// Beam widths of the coarse-graph family, comma-separated
+    /// [default: 10,20,50,100,200,500,1000,2000; 10,50,200 with --quick].
+    #[arg(long, value_delimiter = ',')]
+    coarse_efs: Option<Vec<usize>>,
+    /// Time budget of a configuration's first one-thread pass; slower configurations are
+    /// measured on the queries reached (at least 500, 200 with --quick) [default: 30, 10
+    /// with --quick].
+    #[arg(long)]
+    max_pass_seconds: Option<f64>,
+    /// Factor by which the cascade grid's keeps shrink per nested width after the coarse
+    /// stage [default: 10/3]; weakly Matryoshka models need a slower shrink (e.g. 2).
+    #[arg(long)]
+    shrink: Option<f64>,
 }
 
 /// Runs `bench`.
@@ -76,6 +104,25 @@ pub fn run(a: BenchArgs) -> Result<(), Error> {
     cfg.exact_width = !a.no_exact;
     if let Some(r) = a.repeats {
         cfg.repeats = r.max(1);
+    }
+    cfg.build_seconds = a.build_seconds;
+    if let Some(k) = &a.keeps {
+        cfg.cascade_keeps = k.iter().copied().filter(|&v| v > 0).collect();
+    }
+    if let Some(e) = &a.coarse_efs {
+        cfg.coarse_efs = e.iter().copied().filter(|&v| v > 0).collect();
+    }
+    if let Some(f) = a.shrink {
+        if !(f.is_finite() && f >= 1.0) {
+            return Err(Error::Other(format!("--shrink {f}: must be a number ≥ 1")));
+        }
+        cfg.cascade_shrink = f;
+    }
+    if let Some(t) = a.max_pass_seconds {
+        cfg.max_pass_seconds = t.max(0.0);
+    }
+    if let Some(e) = a.exact_queries {
+        cfg.exact_queries = e.max(1);
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
@@ -105,6 +152,9 @@ pub fn run(a: BenchArgs) -> Result<(), Error> {
         ),
     }
     drop(pool);
+    if a.truth_only {
+        return Ok(());
+    }
     eprintln!(
         "bench: {} items × {} dims, {} queries, k = {}, {} timed pass(es){}",
         index.len(),
