@@ -83,10 +83,27 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
     }
 }
 
+/// How [`Index::open_with`] holds the index in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Copy the coarse prefix bands and the coarse graph out of the mapped files into
+    /// anonymous memory advised for transparent huge pages. The coarse search reads both
+    /// at random; with 4 KiB pages most of its reads also miss the TLB once the index
+    /// outgrows the caches. Costs `n × coarse_dim × 4` bytes plus the graph file's size in
+    /// resident (not reclaimable) memory and one sequential read of both at open; the
+    /// wider bands stay mapped. Results are identical either way.
+    pub resident_coarse: bool,
+}
+
 impl Index {
     /// Opens the index in `dir`: reads `MANIFEST`, maps the store and graph files and checks
     /// their structure (not their checksums: see [`Index::verify`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index, IndexError> {
+        Index::open_with(dir, OpenOptions::default())
+    }
+
+    /// [`Index::open`] with options.
+    pub fn open_with(dir: impl AsRef<Path>, options: OpenOptions) -> Result<Index, IndexError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(IndexError::NotFound {
@@ -103,14 +120,15 @@ impl Index {
         let manifest = manifest::decode(&mbytes, &mpath.display().to_string())?;
         let spath = dir.join(manifest.store_file());
         let gpath = dir.join(manifest.graph_file());
-        let store = Store::from_bytes(
+        let mut store = Store::from_bytes(
             Bytes::map_file(&spath).map_err(read_err(&spath))?,
             &spath.display().to_string(),
         )?;
-        let graph = CoarseGraph::from_bytes(
-            Bytes::map_file(&gpath).map_err(read_err(&gpath))?,
-            &gpath.display().to_string(),
-        )?;
+        let mut graph_bytes = Bytes::map_file(&gpath).map_err(read_err(&gpath))?;
+        if options.resident_coarse {
+            graph_bytes = Bytes::copy_to_huge_pages(&graph_bytes).map_err(read_err(&gpath))?;
+        }
+        let graph = CoarseGraph::from_bytes(graph_bytes, &gpath.display().to_string())?;
         let inconsistent = |what: String| IndexError::Inconsistent {
             dir: dir.to_path_buf(),
             what,
@@ -140,6 +158,14 @@ impl Index {
             )));
         }
         store.advise_random();
+        if options.resident_coarse {
+            let coarse_bands = store
+                .bands_for_width(coarse_dim)
+                .expect("checked just above");
+            store
+                .make_bands_resident(coarse_bands)
+                .map_err(read_err(&spath))?;
+        }
         let mut default_plan = SearchPlan::default_for(&store.widths(), coarse_dim);
         let mut default_ef = None;
         let plan_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);

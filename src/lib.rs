@@ -65,7 +65,7 @@ pub mod synth;
 pub mod tune;
 
 pub use build::{BuildError, BuildReport, IndexBuilder};
-pub use index::{Index, IndexError};
+pub use index::{Index, IndexError, OpenOptions};
 pub use plan::{Keep, SearchPlan, Stage};
 pub use search::{Filter, Hit, Scratch, SearchError, SearchParams};
 

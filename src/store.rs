@@ -107,6 +107,8 @@ pub struct Store {
     ids_offset: usize,
     id_index_offset: usize,
     ids_are_rows: bool,
+    /// Bands copied into huge-page memory by [`Store::make_bands_resident`], by band.
+    resident: Vec<Option<Bytes>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,6 +195,7 @@ impl Store {
             ids_offset: ir.offset,
             id_index_offset: xr.offset,
             ids_are_rows,
+            resident: Vec::new(),
         })
     }
 
@@ -256,24 +259,53 @@ impl Store {
     pub fn row(&self, band: usize, row: usize) -> &[f32] {
         let b = &self.bands[band];
         assert!(row < self.n, "row {row} out of range");
-        let start = b.offset + row * b.stride * 4;
-        bytemuck::cast_slice(&self.bytes[start..start + b.width() * 4])
+        let (bytes, offset) = self.band_bytes(band);
+        let start = offset + row * b.stride * 4;
+        bytemuck::cast_slice(&bytes[start..start + b.width() * 4])
+    }
+
+    /// The bytes band `band` lives in (the file, or its resident copy) and the offset of its
+    /// row 0 there.
+    #[inline]
+    fn band_bytes(&self, band: usize) -> (&[u8], usize) {
+        match self.resident.get(band) {
+            Some(Some(copy)) => (copy, 0),
+            _ => (&self.bytes, self.bands[band].offset),
+        }
+    }
+
+    /// Copies the first `n_bands` bands (the coarse prefix) out of the mapped file into
+    /// anonymous memory advised for transparent huge pages ([`Bytes::copy_to_huge_pages`]);
+    /// every later read of those bands goes to the copy. Costs `len() × stride × 4` bytes
+    /// of resident memory per band; the coarse graph search reads these bands at random,
+    /// and huge pages cut its TLB misses. Results are unchanged.
+    pub fn make_bands_resident(&mut self, n_bands: usize) -> std::io::Result<()> {
+        let n_bands = n_bands.min(self.bands.len());
+        self.resident.resize_with(self.bands.len(), || None);
+        for b in 0..n_bands {
+            if self.resident[b].is_none() {
+                let band = &self.bands[b];
+                let data = &self.bytes[band.offset..band.offset + self.n * band.stride * 4];
+                self.resident[b] = Some(Bytes::copy_to_huge_pages(data)?);
+            }
+        }
+        Ok(())
     }
 
     /// The whole of band `band`: `len() × stride` floats, row `r` at `r · stride`.
     #[inline]
     pub fn band_data(&self, band: usize) -> &[f32] {
         let b = &self.bands[band];
-        bytemuck::cast_slice(&self.bytes[b.offset..b.offset + self.n * b.stride * 4])
+        let (bytes, offset) = self.band_bytes(band);
+        bytemuck::cast_slice(&bytes[offset..offset + self.n * b.stride * 4])
     }
 
     /// Pointer to the start of row `row` of band `band`, for prefetching.
     #[inline]
     pub fn row_ptr(&self, band: usize, row: usize) -> *const u8 {
         let b = &self.bands[band];
-        self.bytes
-            .as_ptr()
-            .wrapping_add(b.offset + row * b.stride * 4)
+        let (bytes, offset) = self.band_bytes(band);
+        bytes.as_ptr().wrapping_add(offset + row * b.stride * 4)
     }
 
     /// The L2 norm of item `row`'s dims in band `band`.

@@ -8,7 +8,7 @@ use mrl_index::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphP
 use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
 use mrl_index::graph::CoarseGraph;
 use mrl_index::search::PrefixScorer;
-use mrl_index::{Filter, IndexBuilder, SearchParams, SearchPlan};
+use mrl_index::{Filter, Index, IndexBuilder, OpenOptions, SearchParams, SearchPlan};
 use std::io::Cursor;
 
 #[test]
@@ -83,6 +83,45 @@ fn plan_covering_everything_equals_exact_search() {
         let hits = b.index.search(q, 10, &params).unwrap();
         let exact = b.index.exact_search(q, 10, 128, &Filter::NONE).unwrap();
         assert_eq!(hits, exact, "bitwise equal scores and ids");
+    }
+}
+
+#[test]
+fn resident_coarse_copy_gives_identical_results() {
+    // Two-band coarse prefix (coarse_dim 128) so that more than one band is copied.
+    let b = common::build(
+        4000,
+        30,
+        256,
+        11,
+        IndexBuilder::new().threads(1).coarse_dim(128),
+    );
+    let resident = Index::open_with(
+        b.dir.path().join("idx"),
+        OpenOptions {
+            resident_coarse: true,
+        },
+    )
+    .unwrap();
+    resident.verify().unwrap();
+    let plans = [None, Some("128:200,256:k".parse::<SearchPlan>().unwrap())];
+    for plan in plans {
+        let params = SearchParams {
+            plan,
+            ef: Some(200),
+        };
+        for q in b.queries.chunks_exact(256) {
+            let a = b.index.search(q, 10, &params).unwrap();
+            let r = resident.search(q, 10, &params).unwrap();
+            assert_eq!(a.len(), 10);
+            assert_eq!(a, r, "bitwise equal ids and scores");
+        }
+    }
+    for q in b.queries.chunks_exact(256).take(5) {
+        assert_eq!(
+            b.index.exact_search(q, 10, 128, &Filter::NONE).unwrap(),
+            resident.exact_search(q, 10, 128, &Filter::NONE).unwrap()
+        );
     }
 }
 

@@ -14,6 +14,11 @@ pub struct BenchArgs {
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
+    /// Copy the coarse bands and graph into huge-page memory at open (see
+    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
+    /// memory.
+    #[arg(long)]
+    resident_coarse: bool,
     /// Query vectors (.npy or .fvecs) at the index's full dimension.
     #[arg(long)]
     queries: PathBuf,
@@ -61,7 +66,7 @@ pub struct BenchArgs {
     #[arg(long)]
     build_seconds: Option<f64>,
     /// Coarse keeps of the cascade grid, comma-separated (each run with ef = keep and
-    /// 2·keep) [default: 100,200,500,1000,2000; 100,500 with --quick].
+    /// 2·keep) [default: 100,200,500,1000,2000; 50,100,300,1000 with --quick].
     #[arg(long, value_delimiter = ',')]
     keeps: Option<Vec<usize>>,
     /// Beam widths of the coarse-graph family, comma-separated
@@ -81,7 +86,13 @@ pub struct BenchArgs {
 
 /// Runs `bench`.
 pub fn run(a: BenchArgs) -> Result<(), Error> {
-    let (index, queries) = super::open_with_queries(&a.index, &a.queries)?;
+    let (index, queries) = super::open_with_queries(
+        &a.index,
+        &a.queries,
+        mrl_index::OpenOptions {
+            resident_coarse: a.resident_coarse,
+        },
+    )?;
     if queries.is_empty() {
         return Err(Error::Other(format!(
             "{}: no queries (0 rows)",

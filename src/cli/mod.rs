@@ -100,9 +100,10 @@ where
 pub fn open_with_queries(
     index: &std::path::Path,
     queries: &std::path::Path,
+    options: mrl_index::OpenOptions,
 ) -> Result<(mrl_index::Index, mrl_index::ingest::MatrixSource), Error> {
     use mrl_index::ingest::VectorSource;
-    let idx = mrl_index::Index::open(index)?;
+    let idx = mrl_index::Index::open_with(index, options)?;
     let q = mrl_index::ingest::read_matrix_f32(queries)?;
     if q.dim() != idx.dim() {
         return Err(Error::Other(format!(

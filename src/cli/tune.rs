@@ -12,6 +12,11 @@ pub struct TuneArgs {
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
+    /// Copy the coarse bands and graph into huge-page memory at open (see
+    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
+    /// memory.
+    #[arg(long)]
+    resident_coarse: bool,
     /// Sample queries (.npy or .fvecs) representative of the traffic, e.g. validation users.
     #[arg(long)]
     queries: PathBuf,
@@ -31,7 +36,13 @@ pub struct TuneArgs {
 
 /// Runs `tune`.
 pub fn run(a: TuneArgs) -> Result<(), Error> {
-    let (index, queries) = super::open_with_queries(&a.index, &a.queries)?;
+    let (index, queries) = super::open_with_queries(
+        &a.index,
+        &a.queries,
+        mrl_index::OpenOptions {
+            resident_coarse: a.resident_coarse,
+        },
+    )?;
     if a.k == 0 {
         return Err(SearchError::ZeroK.into());
     }
