@@ -11,6 +11,7 @@
 #   SETS="strong weak" PEERS=faiss,hnswlib tools/compare.sh ci   # subsets
 #   PEER_ARGS="--faiss-efc 40" tools/compare.sh full              # extra run_peers.py options
 #   MRL_ARGS="--repeats 2" tools/compare.sh full                  # extra mrl-index bench options
+#   COARSE_DIMS="64 512" SETS=beauty-scale tools/compare.sh ci    # also an index with a 512-d coarse graph
 #
 # Sets: strong, weak (generated, `mrl-index bench-data`), beauty (the 12,101 real item
 # vectors and real test-user queries; its size does not change with the mode), beauty-scale
@@ -64,17 +65,24 @@ for set in $SETS; do
   esac
   NI="$("$PY" -c "import numpy, sys; print(numpy.load(sys.argv[1], mmap_mode='r').shape[0])" "$D/items.npy" 2>/dev/null || echo "$N")"
   echo "== $set: $NI items x 1024, $NQ queries -> $D"
-  /usr/bin/time -f "%e s build, %M KB max RSS" -o "$D/build.time" \
-    "$B" build --input "$D/items.npy" --out "$D/index" --force --quiet
-  cat "$D/build.time"
-  BUILD_S="$(cut -d' ' -f1 "$D/build.time")"
-  # Ground truth as its own step (cached beside the queries), so the timed run's resident
-  # memory holds only what its searches touch.
-  "$B" bench --index "$D/index" --queries "$D/queries.npy" -k 10 --threads "$THREADS" --truth-only
-  # shellcheck disable=SC2086
-  "$B" bench --index "$D/index" --queries "$D/queries.npy" -k 10 --threads "$THREADS" $QUICK $KEEPS $MRL_ARGS \
-    --build-seconds "$BUILD_S" --dataset "$NAME" --out "$D/mrl.json" --csv "$D/mrl.csv" --plot "$D/mrl"
-  inputs+=("$D/mrl.json")
+  # The coarse widths to build mrl-index with: 64 (the default) and, where the 64-d prefix
+  # is weak and the size allows, a wider one (COARSE_DIMS="64 512").
+  for CD in ${COARSE_DIMS:-64}; do
+    # A wider coarse graph needs no catalogue-sized keeps; its exact rows would repeat the
+    # first index's.
+    SUF=""; K="$KEEPS"; [ "$CD" = 64 ] || { SUF="-c$CD"; K="--no-exact"; }
+    /usr/bin/time -f "%e s build, %M KB max RSS" -o "$D/build$SUF.time" \
+      "$B" build --input "$D/items.npy" --out "$D/index$SUF" --coarse-dim "$CD" --force --quiet
+    cat "$D/build$SUF.time"
+    BUILD_S="$(cut -d' ' -f1 "$D/build$SUF.time")"
+    # Ground truth as its own step (cached beside the queries), so the timed run's resident
+    # memory holds only what its searches touch.
+    "$B" bench --index "$D/index$SUF" --queries "$D/queries.npy" -k 10 --threads "$THREADS" --truth-only
+    # shellcheck disable=SC2086
+    "$B" bench --index "$D/index$SUF" --queries "$D/queries.npy" -k 10 --threads "$THREADS" $QUICK $K $MRL_ARGS \
+      --build-seconds "$BUILD_S" --dataset "$NAME" --out "$D/mrl$SUF.json" --csv "$D/mrl$SUF.csv" --plot "$D/mrl$SUF"
+    inputs+=("$D/mrl$SUF.json")
+  done
   if [ -n "$PEERS" ]; then
     # The ground truth mrl-index cached beside the queries (ids are row numbers here).
     # shellcheck disable=SC2086

@@ -85,7 +85,7 @@ impl BenchConfig {
         }
     }
 
-    /// Small grids for CI: coarse `ef` ∈ {10, 50, 200}, cascade keeps ∈ {100, 500}, one timed
+    /// Small grids for CI: coarse `ef` ∈ {10, 50, 200}, cascade keeps ∈ {50, 100, 300, 1000}, one timed
     /// pass, 20 warm-up queries, 50 timed queries for exact search.
     pub fn quick(k: usize, dataset: &str) -> BenchConfig {
         BenchConfig {
@@ -95,7 +95,7 @@ impl BenchConfig {
             max_pass_seconds: 10.0,
             min_queries: 200,
             coarse_efs: vec![10, 50, 200],
-            cascade_keeps: vec![100, 500],
+            cascade_keeps: vec![50, 100, 300, 1000],
             ..BenchConfig::full(k, dataset)
         }
     }
