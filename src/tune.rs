@@ -44,7 +44,7 @@ pub struct TuneResult {
 }
 
 /// Factors by which the candidate pool shrinks at each later width in the tuning grid.
-pub const SHRINKS: [f64; 3] = [DEFAULT_SHRINK, 2.0, 1.4];
+pub const SHRINKS: [f64; 3] = [DEFAULT_SHRINK, 2.0, 10.0 / 3.0];
 
 /// Measures geometric plans (coarse keep 100, 200, 500, 1000, … up to the item count, later
 /// widths shrinking by each of [`SHRINKS`], `ef` = keep and 2·keep) on `queries` (row-major, full width) and
