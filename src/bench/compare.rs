@@ -55,29 +55,39 @@ pub fn table_markdown(rows: &[Row]) -> String {
             .or_default()
             .push(r);
     }
-    let mut datasets: Vec<String> = Vec::new();
+    // One line per data set: the most queries any of its rows used (slow configurations
+    // and exact search may run on a stated subset: see each row's n_queries).
+    let mut datasets: Vec<(String, String)> = Vec::new();
+    let mut most_queries: BTreeMap<String, u64> = BTreeMap::new();
     for r in rows {
+        let nq = most_queries.entry(r.dataset.clone()).or_default();
+        *nq = (*nq).max(r.n_queries.unwrap_or(0));
+        if datasets.iter().any(|(name, _)| name == &r.dataset) {
+            continue;
+        }
         let d = format!(
-            "{} (n = {}, dim = {}, k = {}, {} queries; {})",
-            if r.dataset.is_empty() {
-                "?"
-            } else {
-                &r.dataset
-            },
+            "n = {}, dim = {}, k = {}; {}",
             r.n_items.map_or("?".into(), |v| v.to_string()),
             r.dim.map_or("?".into(), |v| v.to_string()),
             r.k.map_or("?".into(), |v| v.to_string()),
-            r.n_queries.map_or("?".into(), |v| v.to_string()),
             if r.machine.is_empty() {
                 "machine ?"
             } else {
                 &r.machine
             },
         );
-        if !datasets.contains(&d) {
-            datasets.push(d);
-        }
+        datasets.push((r.dataset.clone(), d));
     }
+    let datasets: Vec<String> = datasets
+        .into_iter()
+        .map(|(name, d)| {
+            format!(
+                "{} ({d}, up to {} queries)",
+                if name.is_empty() { "?" } else { &name },
+                most_queries[&name]
+            )
+        })
+        .collect();
     let mut s = String::from("# Best one-thread throughput per recall@10 target\n\n");
     for d in &datasets {
         s.push_str(&format!("- {d}\n"));
