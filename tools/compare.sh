@@ -5,7 +5,7 @@
 # queries, k and threads, then one merged table (with matched-recall ratios and the prefix
 # shares) and plots.
 #
-#   tools/compare.sh ci   [OUT]   # 100,000 items x 1024, 1,000 queries, quick grids (about 40 min on 2 cores)
+#   tools/compare.sh ci   [OUT]   # 100,000 items x 1024, 1,000 queries, quick grids (about 50 min on 2 cores)
 #   tools/compare.sh full [OUT]   # 1,000,000 items x 1024, 10,000 queries, FAISS only (hours on 2 cores)
 #   tools/compare.sh tiny [OUT]   # 5,000 items, 100 queries (CI)
 #   SETS="strong weak" PEERS=faiss,hnswlib tools/compare.sh ci   # subsets
@@ -27,7 +27,10 @@ SIZE="${1:-ci}"
 OUT="$(realpath -m "${2:-$ROOT/results/$SIZE}")"
 case "$SIZE" in
   ci)   N=100000;  NQ=1000;  QUICK=--quick; DEF_SETS="strong weak beauty beauty-scale"
-        DEF_PEERS=faiss,hnswlib,usearch; DEF_PEER_ARGS="" ;;
+        # Every peer family but Panorama + refine (the same search as HNSW + refine), with
+        # grids trimmed to keep four sets near 50 minutes on 2 cores.
+        DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-panorama-flat-ip,hnswlib-full,hnswlib-prefix-rerank,usearch-full
+        DEF_PEER_ARGS="--ef-search 16,32,64,128,256,512 --k-factors 10,20,50 --panorama-levels 16 --repeats 2" ;;
   full) N=1000000; NQ=10000; QUICK=;        DEF_SETS="beauty-scale strong"
         # One HNSW build per peer family at this size on 2 cores (efC 200 builds take tens of
         # minutes at full width); two timed passes.
@@ -54,20 +57,22 @@ for set in $SETS; do
   case "$set" in
     strong|weak)
       [ -f "$D/items.npy" ] || "$B" bench-data --kind "$set" --n "$N" --nq "$NQ" --out "$D"
-      KEEPS=""; NAME="$set-$N" ;;
+      KEEPS=""; NAME="$set-$N"; CDS="${COARSE_DIMS:-64}" ;;
     beauty|beauty-scale)
       [ -f "$D/items.npy" ] || bash tools/scale/make_sets.sh "$OUT" "$N" "$NQ"
       # This model's 64-d prefix carries little of the full-width ranking (see the prefix
       # shares): the cascade needs coarse keeps up to most of the catalogue.
       if [ "$set" = beauty ]; then KEEPS="--keeps 500,2000,6000,12101 --shrink 2"; NAME=beauty-12101
-      else KEEPS="--keeps 1000,10000,50000,$((N / 4)) --shrink 2"; NAME="$set-$N"; fi ;;
+      else KEEPS="--keeps 1000,10000,50000,$((N / 4)) --shrink 2"; NAME="$set-$N"; fi
+      # Also a 512-d coarse graph where building one is quick (not at 1M on 2 cores).
+      if [ "$SIZE" = full ]; then CDS="${COARSE_DIMS:-64}"; else CDS="${COARSE_DIMS:-64 512}"; fi ;;
     *) echo "unknown set $set (strong, weak, beauty, beauty-scale)" >&2; exit 2 ;;
   esac
   NI="$("$PY" -c "import numpy, sys; print(numpy.load(sys.argv[1], mmap_mode='r').shape[0])" "$D/items.npy" 2>/dev/null || echo "$N")"
   echo "== $set: $NI items x 1024, $NQ queries -> $D"
   # The coarse widths to build mrl-index with: 64 (the default) and, where the 64-d prefix
-  # is weak and the size allows, a wider one (COARSE_DIMS="64 512").
-  for CD in ${COARSE_DIMS:-64}; do
+  # is weak and the size allows, a wider one (COARSE_DIMS overrides for every set).
+  for CD in $CDS; do
     # A wider coarse graph needs no catalogue-sized keeps; its exact rows would repeat the
     # first index's.
     SUF=""; K="$KEEPS"; [ "$CD" = 64 ] || { SUF="-c$CD"; K="--no-exact"; }
