@@ -5,7 +5,7 @@
 # queries, k and threads, then one merged table (with matched-recall ratios and the prefix
 # shares) and plots.
 #
-#   tools/compare.sh ci   [OUT]   # 100,000 items x 1024, 1,000 queries, quick grids (about 50 min on 2 cores)
+#   tools/compare.sh ci   [OUT]   # 100,000 items x 1024, 1,000 queries, quick grids (about 35 min on 2 cores)
 #   tools/compare.sh full [OUT]   # 1,000,000 items x 1024, 10,000 queries, FAISS only (hours on 2 cores)
 #   tools/compare.sh tiny [OUT]   # 5,000 items, 100 queries (CI)
 #   SETS="strong weak" PEERS=faiss,hnswlib tools/compare.sh ci   # subsets
@@ -28,7 +28,7 @@ OUT="$(realpath -m "${2:-$ROOT/results/$SIZE}")"
 case "$SIZE" in
   ci)   N=100000;  NQ=1000;  QUICK=--quick; DEF_SETS="strong weak beauty beauty-scale"
         # Every peer family but Panorama + refine (the same search as HNSW + refine), with
-        # grids trimmed to keep four sets near 50 minutes on 2 cores.
+        # grids trimmed to keep four sets near 35 minutes on 2 cores.
         DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-panorama-flat-ip,hnswlib-full,hnswlib-prefix-rerank,usearch-full
         DEF_PEER_ARGS="--ef-search 16,32,64,128,256,512 --k-factors 10,20,50 --panorama-levels 16 --repeats 2" ;;
   full) N=1000000; NQ=10000; QUICK=;        DEF_SETS="beauty-scale strong"
