@@ -68,8 +68,7 @@ for set in $SETS; do
       if [ "$SIZE" = full ]; then CDS="${COARSE_DIMS:-64}"; else CDS="${COARSE_DIMS:-64 512}"; fi ;;
     *) echo "unknown set $set (strong, weak, beauty, beauty-scale)" >&2; exit 2 ;;
   esac
-  NI="$("$PY" -c "import numpy, sys; print(numpy.load(sys.argv[1], mmap_mode='r').shape[0])" "$D/items.npy" 2>/dev/null || echo "$N")"
-  echo "== $set: $NI items x 1024, $NQ queries -> $D"
+  echo "== $NAME: $NQ queries -> $D"
   # The coarse widths to build mrl-index with: 64 (the default) and, where the 64-d prefix
   # is weak and the size allows, a wider one (COARSE_DIMS overrides for every set).
   for CD in $CDS; do

@@ -138,9 +138,6 @@ pub fn table_markdown(rows: &[Row]) -> String {
     s
 }
 
-/// The family whose rows stand for mrl-index in the ratio table.
-pub const OUR_FAMILY: &str = "cascade";
-
 fn ratio(ours: Option<f64>, theirs: Option<f64>) -> String {
     match (ours, theirs) {
         (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => format!("{:.2}×", a / b),
@@ -172,7 +169,9 @@ pub fn ratio_markdown(rows: &[Row]) -> String {
         let ours: Vec<&Row> = rows
             .iter()
             .filter(|r| {
-                r.dataset == d && r.system == super::sweep::SYSTEM && r.family == OUR_FAMILY
+                r.dataset == d
+                    && r.system == super::sweep::SYSTEM
+                    && r.family == super::sweep::FAMILY_CASCADE
             })
             .collect();
         let mut peers: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
@@ -208,35 +207,26 @@ pub fn ratio_markdown(rows: &[Row]) -> String {
                         )
                     })
                 };
-                let (q1, qa, b, m, ma, disk) = match (o, p) {
-                    (Some(o), Some(p)) => (
-                        ratio(o.qps_1_thread, p.qps_1_thread),
-                        ratio(o.qps_all_threads, p.qps_all_threads),
-                        ratio(o.build_seconds, p.build_seconds),
-                        ratio(o.rss_bytes.map(|v| v as f64), p.rss_bytes.map(|v| v as f64)),
-                        ratio(
-                            extra_u64(o, "rss_anon_bytes").map(|v| v as f64),
-                            p.rss_bytes.map(|v| v as f64),
-                        ),
-                        ratio(
-                            o.index_bytes.map(|v| v as f64),
-                            p.index_bytes.map(|v| v as f64),
-                        ),
-                    ),
-                    _ => Default::default(),
-                };
-                let dash = |x: String| if x.is_empty() { "—".to_string() } else { x };
+                // ratio() gives "—" where either side is missing or not reached.
+                let bytes = |v: Option<u64>| v.map(|b| b as f64);
+                type Field<'r> = &'r dyn Fn(&Row) -> Option<f64>;
+                let r = |ours: Field, theirs: Field| ratio(o.and_then(ours), p.and_then(theirs));
+                let cells = [
+                    r(&|x| x.qps_1_thread, &|x| x.qps_1_thread),
+                    r(&|x| x.qps_all_threads, &|x| x.qps_all_threads),
+                    r(&|x| x.build_seconds, &|x| x.build_seconds),
+                    r(&|x| bytes(x.rss_bytes), &|x| bytes(x.rss_bytes)),
+                    r(&|x| bytes(extra_u64(x, "rss_anon_bytes")), &|x| {
+                        bytes(x.rss_bytes)
+                    }),
+                    r(&|x| bytes(x.index_bytes), &|x| bytes(x.index_bytes)),
+                ];
                 s.push_str(&format!(
-                    "| {t:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {t:.2} | {} | {} | {} | {} |\n",
                     cell(family),
                     desc(o),
                     desc(p),
-                    dash(q1),
-                    dash(qa),
-                    dash(b),
-                    dash(m),
-                    dash(ma),
-                    dash(disk)
+                    cells.join(" | ")
                 ));
             }
         }

@@ -178,7 +178,13 @@ pub fn mean_recall_ids(found: &[Vec<u64>], truth: &GroundTruth, r: usize) -> Opt
 
 /// The share of each query's full-width top-10 (the truth's first 10) found among the first
 /// `depth` ids of `found`, averaged over the queries; `None` when an answer is shallower.
-pub fn prefix_share(found: &[Vec<u64>], truth: &GroundTruth, depth: usize) -> Option<f64> {
+/// The measure of [`super::data::prefix_share`], taken from answers a run already has
+/// (an exact pass at one width and the cached ground truth) instead of rescoring every item.
+pub fn truth_share_in_answers(
+    found: &[Vec<u64>],
+    truth: &GroundTruth,
+    depth: usize,
+) -> Option<f64> {
     let r = 10.min(truth.depth());
     if r == 0 || found.is_empty() || found.iter().any(|f| f.len() < depth) {
         return None;
@@ -440,13 +446,7 @@ fn exact_width_row(
         .copied()
         .filter(|&d| d <= n)
         .collect();
-    let depth = shares
-        .iter()
-        .copied()
-        .chain([k, 100])
-        .max()
-        .unwrap_or(100)
-        .min(n);
+    let depth = shares.iter().copied().fold(k.max(100), usize::max).min(n);
     let deep: Vec<Vec<u64>> = pool
         .install(|| batch_top_k(index.store(), queries, depth, n_bands))
         .iter()
@@ -461,7 +461,7 @@ fn exact_width_row(
     if !shares.is_empty() {
         let mut m = serde_json::Map::new();
         for d in shares {
-            if let Some(v) = prefix_share(&deep, truth, d) {
+            if let Some(v) = truth_share_in_answers(&deep, truth, d) {
                 m.insert(d.to_string(), json!(v));
             }
         }
@@ -646,7 +646,7 @@ mod tests {
     }
 
     #[test]
-    fn prefix_share_counts_the_true_top10_inside_the_first_depth_ids() {
+    fn truth_share_counts_the_true_top10_inside_the_first_depth_ids() {
         // Two queries, truth top-10 = ids 0..10 and 100..110.
         let mut ids: Vec<u64> = (0..10).collect();
         ids.extend(100..110);
@@ -658,10 +658,19 @@ mod tests {
         q1.extend(100..110);
         q1.extend(300..305);
         let found = vec![q0.iter().chain(&[70u64; 10]).copied().collect(), q1];
-        assert_eq!(prefix_share(&found, &gt, 5), Some((4.0 + 0.0) / 20.0));
-        assert_eq!(prefix_share(&found, &gt, 10), Some((6.0 + 5.0) / 20.0));
-        assert_eq!(prefix_share(&found, &gt, 20), Some((6.0 + 10.0) / 20.0));
+        assert_eq!(
+            truth_share_in_answers(&found, &gt, 5),
+            Some((4.0 + 0.0) / 20.0)
+        );
+        assert_eq!(
+            truth_share_in_answers(&found, &gt, 10),
+            Some((6.0 + 5.0) / 20.0)
+        );
+        assert_eq!(
+            truth_share_in_answers(&found, &gt, 20),
+            Some((6.0 + 10.0) / 20.0)
+        );
         // Deeper than an answer: not measured.
-        assert_eq!(prefix_share(&found, &gt, 21), None);
+        assert_eq!(truth_share_in_answers(&found, &gt, 21), None);
     }
 }

@@ -14,11 +14,8 @@ pub struct BenchArgs {
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
-    /// Copy the coarse bands and graph into huge-page memory at open (see
-    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
-    /// memory.
-    #[arg(long)]
-    resident_coarse: bool,
+    #[command(flatten)]
+    open: super::OpenArgs,
     /// Query vectors (.npy or .fvecs) at the index's full dimension.
     #[arg(long)]
     queries: PathBuf,
@@ -86,13 +83,7 @@ pub struct BenchArgs {
 
 /// Runs `bench`.
 pub fn run(a: BenchArgs) -> Result<(), Error> {
-    let (index, queries) = super::open_with_queries(
-        &a.index,
-        &a.queries,
-        mrl_index::OpenOptions {
-            resident_coarse: a.resident_coarse,
-        },
-    )?;
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries, &a.open)?;
     if queries.is_empty() {
         return Err(Error::Other(format!(
             "{}: no queries (0 rows)",

@@ -95,14 +95,27 @@ where
     Ok(pool.install(f))
 }
 
-/// Opens the index at `index` and reads the query file `queries`, checking that the queries
-/// have the index's dimension (the error names both).
+/// How `search`, `tune` and `bench` open the index (flattened into their arguments).
+#[derive(Debug, clap::Args)]
+pub struct OpenArgs {
+    /// Copy the coarse bands and graph into huge-page memory at open (see
+    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
+    /// memory.
+    #[arg(long)]
+    resident_coarse: bool,
+}
+
+/// Opens the index at `index` with `open` and reads the query file `queries`, checking that
+/// the queries have the index's dimension (the error names both).
 pub fn open_with_queries(
     index: &std::path::Path,
     queries: &std::path::Path,
-    options: mrl_index::OpenOptions,
+    open: &OpenArgs,
 ) -> Result<(mrl_index::Index, mrl_index::ingest::MatrixSource), Error> {
     use mrl_index::ingest::VectorSource;
+    let options = mrl_index::OpenOptions {
+        resident_coarse: open.resident_coarse,
+    };
     let idx = mrl_index::Index::open_with(index, options)?;
     let q = mrl_index::ingest::read_matrix_f32(queries)?;
     if q.dim() != idx.dim() {

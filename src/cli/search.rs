@@ -13,11 +13,8 @@ pub struct SearchArgs {
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
-    /// Copy the coarse bands and graph into huge-page memory at open (see
-    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
-    /// memory.
-    #[arg(long)]
-    resident_coarse: bool,
+    #[command(flatten)]
+    open: super::OpenArgs,
     /// Query vectors (.npy or .fvecs), one per row, at the index's full dimension.
     #[arg(long)]
     queries: PathBuf,
@@ -43,13 +40,7 @@ pub struct SearchArgs {
 
 /// Runs `search`.
 pub fn run(a: SearchArgs) -> Result<(), Error> {
-    let (index, queries) = super::open_with_queries(
-        &a.index,
-        &a.queries,
-        mrl_index::OpenOptions {
-            resident_coarse: a.resident_coarse,
-        },
-    )?;
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries, &a.open)?;
     let exclude: Vec<u64> = match &a.exclude {
         Some(e) => parse_list(e, "--exclude")?,
         None => Vec::new(),

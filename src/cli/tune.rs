@@ -12,11 +12,8 @@ pub struct TuneArgs {
     /// Index directory.
     #[arg(long)]
     index: PathBuf,
-    /// Copy the coarse bands and graph into huge-page memory at open (see
-    /// `OpenOptions::resident_coarse`): faster coarse search on large indexes, more resident
-    /// memory.
-    #[arg(long)]
-    resident_coarse: bool,
+    #[command(flatten)]
+    open: super::OpenArgs,
     /// Sample queries (.npy or .fvecs) representative of the traffic, e.g. validation users.
     #[arg(long)]
     queries: PathBuf,
@@ -36,13 +33,7 @@ pub struct TuneArgs {
 
 /// Runs `tune`.
 pub fn run(a: TuneArgs) -> Result<(), Error> {
-    let (index, queries) = super::open_with_queries(
-        &a.index,
-        &a.queries,
-        mrl_index::OpenOptions {
-            resident_coarse: a.resident_coarse,
-        },
-    )?;
+    let (index, queries) = super::open_with_queries(&a.index, &a.queries, &a.open)?;
     if a.k == 0 {
         return Err(SearchError::ZeroK.into());
     }
