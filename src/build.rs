@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source ──► scan (finite? norms per band, coarse prefixes) ──► store-<gen>.mrl
-//!        ──► hnsw_rs over reduced prefixes ──► export ──► graph-<gen>.mrl ──► MANIFEST
+//!        ──► HNSW over the coarse prefixes (graph::build_graph) ──► graph-<gen>.mrl ──► MANIFEST
 //! ```
 //!
 //! Data files get fresh names; `MANIFEST` is replaced atomically last, and files of older
@@ -11,7 +11,7 @@
 
 use crate::atomic::{sync_dir, AtomicFile};
 use crate::graph::build::{
-    build_hnsw, export, write_graph, BuildInfo, CoarseMetric, GraphParams, MAX_M,
+    build_graph, write_graph, BuildInfo, CoarseMetric, GraphBuilder, GraphParams, MAX_M,
 };
 use crate::ingest::{IngestError, VectorSource};
 use crate::manifest::{self, ManifestMeta};
@@ -357,18 +357,17 @@ impl IndexBuilder {
             ef_construction: self.ef_construction,
             seed: self.seed,
             metric: self.coarse_metric,
+            builder: GraphBuilder::default(),
         };
         progress.stage("building coarse graph", n as u64);
-        let reference = build_hnsw(&scan.coarse, self.coarse_dim, &params, &|k| {
+        let exported = build_graph(&scan.coarse, self.coarse_dim, &params, &|k| {
             progress.advance(k)
         });
         progress.finish_stage();
-        progress.stage("exporting graph", 0);
-        let exported = export(&reference, self.m);
-        drop(reference);
+        progress.stage("writing graph", 0);
         let info = BuildInfo {
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
-            builder: "hnsw_rs 0.3".to_string(),
+            builder: params.builder.label(),
             m: self.m as u32,
             ef_construction: self.ef_construction as u32,
             max_layer: crate::graph::build::MAX_LAYER as u32,

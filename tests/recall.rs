@@ -4,7 +4,9 @@
 mod common;
 
 use mrl_index::exact::{batch_top_k, mean_recall, recall_at};
-use mrl_index::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphParams};
+use mrl_index::graph::build::{
+    build_hnsw, export, write_graph, BuildInfo, GraphBuilder, GraphParams,
+};
 use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
 use mrl_index::graph::CoarseGraph;
 use mrl_index::search::PrefixScorer;
@@ -140,6 +142,7 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         ef_construction: 100,
         seed: 5,
         metric: Default::default(),
+        builder: GraphBuilder::HnswRs,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
