@@ -12,13 +12,14 @@
 //!
 //! Options (defaults): `--n 100000 --nq 1000 --dim 64 --m 16 --ef-construction 200
 //! --efs 16,64,256 --builders native,hnsw_rs --threads 2 --kind strong --seed 42
-//! --prune nearest` (`heuristic` re-selects full lists as hnswlib does). Generated data:
+//! --prune nearest --scoring sq8` (`heuristic` re-selects full lists as hnswlib does; `exact`
+//! scores with f32 rather than 8-bit codes). Generated data:
 //! `MatryoshkaLike` of width `--dim` (for the strong kind distributed as the `--dim`-prefix of
 //! a 1024-d `bench-data` set).
 
 use mrl_index::exact::rows_top_k;
 use mrl_index::graph::build::{build_graph, BuildInfo, GraphBuilder, GraphParams, MAX_LAYER};
-use mrl_index::graph::insert::{build_native, Prune};
+use mrl_index::graph::insert::{build_native, NativeOptions, Prune, Scoring};
 use mrl_index::graph::search::{search_graph, Candidate, GraphScratch, MatrixScorer};
 use mrl_index::ingest::open_vectors;
 use mrl_index::synth::MatryoshkaLike;
@@ -43,6 +44,27 @@ fn prefixes(path: &str, dim: usize, limit: usize) -> Vec<f32> {
         out.extend_from_slice(&row[..dim]);
     }
     out
+}
+
+/// CPU seconds (user and system) used by this process so far, from `/proc/self/stat`
+/// (0 where it cannot be read): on a shared machine the build's own CPU time is steadier
+/// than its wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name; 100 Hz.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Mean recall@10 and rows scored per query at `ef`.
@@ -96,6 +118,11 @@ fn main() {
         "heuristic" => Prune::Heuristic,
         _ => Prune::Nearest,
     };
+    let scoring = match get("scoring", "sq8").as_str() {
+        "exact" => Scoring::Exact,
+        _ => Scoring::Sq8,
+    };
+    let options = NativeOptions { prune, scoring };
     let builders: Vec<String> = get("builders", "native,hnsw_rs")
         .split(',')
         .map(str::to_string)
@@ -137,7 +164,10 @@ fn main() {
             "exact top-10: {:.1}s; {threads} threads, m {m}, prune {prune:?}",
             t.elapsed().as_secs_f64()
         );
-        print!("{:>8} {:>6} {:>9}", "builder", "efC", "build s");
+        print!(
+            "{:>8} {:>6} {:>9} {:>7}",
+            "builder", "efC", "build s", "cpu s"
+        );
         for ef in &efs {
             print!(" {:>9} {:>8}", format!("R@10 ef{ef}"), "scored");
         }
@@ -156,11 +186,13 @@ fn main() {
                     ..Default::default()
                 };
                 let t = Instant::now();
+                let cpu0 = cpu_seconds();
                 let exported = match params.builder {
-                    GraphBuilder::Native => build_native(&items, dim, &params, prune, &|_| {}),
+                    GraphBuilder::Native => build_native(&items, dim, &params, &options, &|_| {}),
                     GraphBuilder::HnswRs => build_graph(&items, dim, &params, &|_| {}),
                 };
                 let secs = t.elapsed().as_secs_f64();
+                let cpu = cpu_seconds() - cpu0;
                 let info = BuildInfo {
                     crate_version: env!("CARGO_PKG_VERSION").into(),
                     builder: params.builder.label(),
@@ -173,7 +205,7 @@ fn main() {
                 };
                 let graph = exported.to_coarse_graph(&info);
                 drop(exported);
-                print!("{builder:>8} {efc:>6} {secs:>9.1}");
+                print!("{builder:>8} {efc:>6} {secs:>9.1} {cpu:>7.1}");
                 for &ef in &efs {
                     let (r, scored) = coarse_recall(&graph, &items, &queries, dim, &truth, ef);
                     print!(" {r:>9.4} {scored:>8.0}");

@@ -117,6 +117,112 @@ unsafe fn dot_rows_avx2(query: &[f32], rows: &[f32], stride: usize, ids: &[u32],
     }
 }
 
+/// Inner products of `weights` with the rows `ids` of `codes`, a row-major matrix of `stride`
+/// bytes per row of which the first `weights.len()` are used, plus `bias`:
+/// `out[i] = bias + Σ_d weights[d] · codes[row(ids[i])][d]`.
+///
+/// This is how 8-bit codes `x_d ≈ lo_d + step_d · c_d` are scored against an `f32` vector
+/// `q`: with `weights = q ∘ step` and `bias = q · lo` the result is `q · x̂`. Same dispatch as
+/// [`dot_rows`] (AVX2 and FMA, four accumulators, checked at run time), and the result does
+/// not depend on the other ids in the call.
+///
+/// # Panics
+///
+/// If `weights` is longer than `stride`, `out` shorter than `ids`, or a row is out of `codes`.
+pub fn dot_u8_rows(
+    weights: &[f32],
+    bias: f32,
+    codes: &[u8],
+    stride: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) {
+    let len = weights.len();
+    assert!(
+        len <= stride,
+        "weights of {len} values, rows of {stride} bytes"
+    );
+    assert!(out.len() >= ids.len(), "output shorter than the ids");
+    let n_rows = codes.len().checked_div(stride).unwrap_or(0);
+    assert!(
+        ids.iter().all(|&id| (id as usize) < n_rows),
+        "row id out of {n_rows} rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above); every row read lies inside
+        // `codes` (the ids were checked against its length, and `len <= stride`).
+        unsafe { dot_u8_rows_avx2(weights, bias, codes, stride, ids, out) };
+        return;
+    }
+    for (o, &id) in out.iter_mut().zip(ids) {
+        let start = id as usize * stride;
+        let row = &codes[start..start + len];
+        *o = bias
+            + weights
+                .iter()
+                .zip(row)
+                .map(|(&w, &c)| w * f32::from(c))
+                .sum::<f32>();
+    }
+}
+
+/// [`dot_u8_rows`] on AVX2 with FMA.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA, and `ids[i] · stride + weights.len() <= codes.len()`
+/// for every id.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_u8_rows_avx2(
+    weights: &[f32],
+    bias: f32,
+    codes: &[u8],
+    stride: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let len = weights.len();
+    let w = weights.as_ptr();
+    for (o, &id) in out.iter_mut().zip(ids) {
+        // SAFETY: the caller guarantees the row and the CPU features; 8-byte loads of codes
+        // stay inside the row's first `len` bytes, loads are unaligned.
+        unsafe {
+            let r = codes.as_ptr().add(id as usize * stride);
+            let widen = |k: usize| {
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    r.add(k) as *const __m128i
+                )))
+            };
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i + 32 <= len {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let k = i + 8 * j;
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(k)), widen(k), *a);
+                }
+                i += 32;
+            }
+            while i + 8 <= len {
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(i)), widen(i), acc[0]);
+                i += 8;
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            let mut sum = _mm_cvtss_f32(h);
+            while i < len {
+                sum += *w.add(i) * f32::from(*r.add(i));
+                i += 1;
+            }
+            *o = bias + sum;
+        }
+    }
+}
+
 /// Hints the CPU to start loading the cache line holding `ptr`.
 ///
 /// Used by the graph search and the cascade to overlap the memory latency of the next rows
@@ -231,6 +337,31 @@ mod tests {
                 let want = dot_scalar(query, row);
                 prop_assert!((got - want).abs() <= tolerance(query, row),
                     "row {id}: {got} vs {want} at len {len}");
+            }
+        }
+
+        #[test]
+        fn dot_u8_rows_matches_scalar(
+            (len, extra, codes, weights) in (0usize..200, 1usize..20).prop_flat_map(|(len, extra)| (
+                Just(len),
+                Just(extra),
+                prop::collection::vec(any::<u8>(), (len + extra) * 5),
+                prop::collection::vec(-10.0f32..10.0, len),
+            )),
+            ids in prop::collection::vec(0u32..5, 0..12),
+            bias in -5.0f32..5.0,
+        ) {
+            let stride = len + extra;
+            let mut out = vec![0f32; ids.len()];
+            dot_u8_rows(&weights, bias, &codes, stride, &ids, &mut out);
+            for (&id, &got) in ids.iter().zip(&out) {
+                let row: Vec<f32> = codes[id as usize * stride..id as usize * stride + len]
+                    .iter()
+                    .map(|&c| f32::from(c))
+                    .collect();
+                let want = bias + dot_scalar(&weights, &row);
+                let tol = tolerance(&weights, &row) + 1e-5 * bias.abs();
+                prop_assert!((got - want).abs() <= tol, "row {id}: {got} vs {want} at len {len}");
             }
         }
 

@@ -110,7 +110,7 @@ pub fn build_graph(
             coarse,
             dim,
             params,
-            super::insert::Prune::default(),
+            &super::insert::NativeOptions::default(),
             on_inserted,
         ),
         GraphBuilder::HnswRs => export(&build_hnsw(coarse, dim, params, on_inserted), params.m),

@@ -3,30 +3,30 @@
 //! [`super::build::write_graph`] writes (the same file `hnsw_rs`'s export produces).
 //!
 //! ```text
-//! rows     n × stride f32, 64-byte aligned (a copy of the prefixes, zero-padded to 16 floats)
+//! space    the rows as scored: 8-bit codes, one cache line per 64-d row (default), or an
+//!          aligned f32 copy (super::space)
 //! layer 0  n × m0 u32 ids, best first, padded with NO_NEIGHBOUR; the same shape of f32 scores
 //! layer l  one m-slot list per node of level ≥ l, found through upper_base[node] + l − 1
 //! locks    one spin lock per node, held only while that node's lists are rewritten
+//! ```
 //!
 //! All of these live in memory advised for transparent huge pages: insertion reads rows and
 //! lists at random, and with 4 KiB pages nearly every such read would also miss the TLB.
-//! ```
 //!
-//! Neighbour selection has `hnsw_rs`'s semantics ([`super::build::CoarseDistance`]): both
-//! build metrics order pairs by a dot product (the inner-product dissimilarity `C − x·y` by
-//! `x·y`, and the reduced L2 `2M² − 2x'·y'` by the dot product of the reduced rows `x'`), so
-//! the builder works with scores, higher meaning closer. A new node keeps the candidates the
-//! HNSW heuristic selects (a candidate is dropped when it scores at least as high with an
-//! already selected neighbour as with the node); its neighbours take it back as `hnsw_rs`
-//! does, keeping their best `m0` (or `m`) links ([`Prune::Nearest`]), or through the
-//! heuristic again as hnswlib does ([`Prune::Heuristic`]).
+//! Neighbour selection has `hnsw_rs`'s semantics ([`super::build::CoarseDistance`]): pairs
+//! are ordered by a dot product (see [`super::space`]), higher meaning closer. A new node keeps
+//! the candidates the HNSW heuristic selects (a candidate is dropped when it scores at least
+//! as high with an already selected neighbour as with the node); its neighbours take it back
+//! as `hnsw_rs` does, keeping their best `m0` (or `m`) links ([`Prune::Nearest`]), or through
+//! the heuristic again as hnswlib does ([`Prune::Heuristic`]). With [`Scoring::Sq8`] the
+//! scores are those of the node's exact prefix with its candidates' 8-bit codes.
 //!
 //! Searches read neighbour lists without locks: every slot is an atomic `u32`, so a list being
 //! rewritten concurrently reads as a mix of old and new ids, each of them a valid node. With
 //! one thread nothing races and the graph is bit-reproducible for a seed.
 
 use super::build::{CoarseMetric, ExportedGraph, GraphParams, MAX_LAYER};
-use super::search::Candidate;
+use super::space::{ExactRows, Prepared, Space, Sq8Codes};
 use super::{GraphMeta, NO_NEIGHBOUR};
 use crate::bytes::HugeZeroed;
 use crate::simd;
@@ -58,80 +58,53 @@ pub enum Prune {
     Heuristic,
 }
 
-/// One cache line of floats: the unit of the aligned row copy.
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
-
-/// The rows the graph is built on, each starting on a cache line.
-struct Rows {
-    lines: HugeZeroed<Line>,
-    /// Floats per row in `lines` (a multiple of 16).
-    stride: usize,
-    /// Floats of a row that are used.
-    width: usize,
+/// How the builder scores pairs of rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scoring {
+    /// The node being inserted, exact, against 8-bit codes of the others
+    /// ([`super::space::Sq8Codes`]): a quarter of the memory traffic. The default.
+    #[default]
+    Sq8,
+    /// Exact `f32` dot products ([`super::space::ExactRows`]).
+    Exact,
 }
 
-impl Rows {
-    /// Copies the prefixes, with the MIPS→L2 coordinate appended for [`CoarseMetric::ReducedL2`].
-    /// Returns the rows and the largest prefix norm.
-    fn new(coarse: &[f32], dim: usize, metric: CoarseMetric) -> (Rows, f32) {
-        let n = coarse.len() / dim;
-        let norms2: Vec<f32> = coarse
-            .par_chunks_exact(dim)
-            .map(|x| simd::dot(x, x))
-            .collect();
-        let max2 = norms2.iter().copied().fold(0.0f32, f32::max);
-        let width = match metric {
-            CoarseMetric::InnerProduct => dim,
-            CoarseMetric::ReducedL2 => dim + 1,
-        };
-        let stride = width.div_ceil(16) * 16;
-        let mut lines = HugeZeroed::<Line>::new(n * stride / 16);
-        let flat: &mut [f32] = bytemuck::cast_slice_mut(&mut lines);
-        flat.par_chunks_exact_mut(stride)
-            .zip(coarse.par_chunks_exact(dim))
-            .zip(&norms2)
-            .for_each(|((out, x), &n2)| {
-                out[..dim].copy_from_slice(x);
-                if metric == CoarseMetric::ReducedL2 {
-                    out[dim] = (max2 - n2).max(0.0).sqrt();
-                }
-            });
-        let rows = Rows {
-            lines,
-            stride,
-            width,
-        };
-        (rows, max2.sqrt())
-    }
+/// Choices of the native builder beyond [`GraphParams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NativeOptions {
+    /// How full lists take reverse links.
+    pub prune: Prune,
+    /// How pairs are scored.
+    pub scoring: Scoring,
+}
 
-    #[inline]
-    fn flat(&self) -> &[f32] {
-        bytemuck::cast_slice(&self.lines)
-    }
+/// A scored row as one orderable `u64`: the score's bits, made monotone, above the complement
+/// of the row. Keys order like [`super::search::Candidate`] (by score, ties to the smaller
+/// row) and compare in one instruction, which the heaps and sorts of insertion do millions of
+/// times.
+type Key = u64;
 
-    #[inline]
-    fn row(&self, r: u32) -> &[f32] {
-        let start = r as usize * self.stride;
-        &self.flat()[start..start + self.width]
-    }
+#[inline]
+fn key(score: f32, row: u32) -> Key {
+    let b = score.to_bits();
+    let ordered = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
+    (u64::from(ordered) << 32) | u64::from(!row)
+}
 
-    #[inline]
-    fn prefetch(&self, r: u32) {
-        let ptr = self
-            .lines
-            .as_ptr()
-            .wrapping_add(r as usize * self.stride / 16);
-        simd::prefetch_bytes(ptr, self.width * 4);
-    }
+#[inline]
+fn key_score(k: Key) -> f32 {
+    let ordered = (k >> 32) as u32;
+    let b = if ordered >> 31 == 1 {
+        ordered & 0x7fff_ffff
+    } else {
+        !ordered
+    };
+    f32::from_bits(b)
+}
 
-    /// `out[i] = row(q) · row(ids[i])`.
-    #[inline]
-    fn dots(&self, q: &[f32], ids: &[u32], out: &mut Vec<f32>) {
-        out.resize(ids.len(), 0.0);
-        simd::dot_rows(q, self.flat(), self.stride, ids, out);
-    }
+#[inline]
+fn key_row(k: Key) -> u32 {
+    !(k as u32)
 }
 
 /// Fixed-capacity neighbour lists, best first, padded with [`NO_NEIGHBOUR`], with each link's
@@ -159,8 +132,17 @@ impl Lists {
         &self.ids[list * self.cap..(list + 1) * self.cap]
     }
 
-    /// The list with its scores (the owner's lock held).
-    fn read(&self, list: usize, out: &mut Vec<Candidate>) {
+    /// Starts loading a list (and its scores with `scores`).
+    #[inline]
+    fn prefetch(&self, list: usize, scores: bool) {
+        simd::prefetch_bytes(self.ids[list * self.cap..].as_ptr(), self.cap * 4);
+        if scores {
+            simd::prefetch_bytes(self.scores[list * self.cap..].as_ptr(), self.cap * 4);
+        }
+    }
+
+    /// The list as keys, best first (the owner's lock held).
+    fn read(&self, list: usize, out: &mut Vec<Key>) {
         out.clear();
         let scores = &self.scores[list * self.cap..(list + 1) * self.cap];
         for (id, score) in self.slots(list).iter().zip(scores) {
@@ -168,22 +150,19 @@ impl Lists {
             if row == NO_NEIGHBOUR {
                 break;
             }
-            out.push(Candidate {
-                score: f32::from_bits(score.load(Relaxed)),
-                row,
-            });
+            out.push(key(f32::from_bits(score.load(Relaxed)), row));
         }
     }
 
     /// Replaces the list (the owner's lock held); `links` must be best first.
-    fn write(&self, list: usize, links: &[Candidate]) {
+    fn write(&self, list: usize, links: &[Key]) {
         debug_assert!(links.len() <= self.cap);
         let scores = &self.scores[list * self.cap..(list + 1) * self.cap];
         for (i, (id, score)) in self.slots(list).iter().zip(scores).enumerate() {
             match links.get(i) {
-                Some(c) => {
-                    id.store(c.row, Relaxed);
-                    score.store(c.score.to_bits(), Relaxed);
+                Some(&k) => {
+                    id.store(key_row(k), Relaxed);
+                    score.store(key_score(k).to_bits(), Relaxed);
                 }
                 None => id.store(NO_NEIGHBOUR, Relaxed),
             }
@@ -196,15 +175,21 @@ struct Scratch {
     /// One bit per node; the bits set are listed in `touched` and cleared after each search.
     visited: Vec<u64>,
     touched: Vec<u32>,
-    candidates: BinaryHeap<Candidate>,
-    results: BinaryHeap<Reverse<Candidate>>,
+    /// Candidates to expand (best on top) and results (worst on top).
+    candidates: BinaryHeap<Key>,
+    results: BinaryHeap<Reverse<Key>>,
     fresh: Vec<u32>,
     scores: Vec<f32>,
+    /// The node being inserted, and a kept neighbour in the selection heuristic.
+    query: Prepared,
+    probe: Prepared,
     /// The last search's results, best first.
-    found: Vec<Candidate>,
-    selected: Vec<Candidate>,
-    selected_ids: Vec<u32>,
-    merged: Vec<Candidate>,
+    found: Vec<Key>,
+    selected: Vec<Key>,
+    /// Selection heuristic: candidates still undominated, and their rows.
+    open: Vec<Key>,
+    open_rows: Vec<u32>,
+    merged: Vec<Key>,
 }
 
 impl Scratch {
@@ -216,9 +201,12 @@ impl Scratch {
             results: BinaryHeap::new(),
             fresh: Vec::new(),
             scores: Vec::new(),
+            query: Prepared::default(),
+            probe: Prepared::default(),
             found: Vec::new(),
             selected: Vec::new(),
-            selected_ids: Vec::new(),
+            open: Vec::new(),
+            open_rows: Vec::new(),
             merged: Vec::new(),
         }
     }
@@ -243,9 +231,17 @@ impl Scratch {
     }
 }
 
+/// Buffers of the selection heuristic.
+struct SelectBuffers<'a> {
+    open: &'a mut Vec<Key>,
+    open_rows: &'a mut Vec<u32>,
+    scores: &'a mut Vec<f32>,
+    probe: &'a mut Prepared,
+}
+
 /// The graph under construction.
-struct Builder {
-    rows: Rows,
+struct Builder<S> {
+    space: S,
     levels: Vec<u8>,
     /// Index in `upper` of a node's layer-1 list (`u32::MAX` for level-0 nodes).
     upper_base: Vec<u32>,
@@ -290,7 +286,7 @@ impl Drop for NodeGuard<'_> {
     }
 }
 
-impl Builder {
+impl<S: Space> Builder<S> {
     #[inline]
     fn lists(&self, layer: usize, node: u32) -> (&Lists, usize) {
         if layer == 0 {
@@ -301,24 +297,30 @@ impl Builder {
         }
     }
 
-    /// Moves from `cur` to better-scoring neighbours on `layer` until none is better.
-    fn greedy(&self, q: &[f32], mut cur: Candidate, layer: usize, s: &mut Scratch) -> Candidate {
-        loop {
-            let (lists, list) = self.lists(layer, cur.row);
-            s.fresh.clear();
-            for slot in lists.slots(list) {
-                let nb = slot.load(Relaxed);
-                if nb == NO_NEIGHBOUR {
-                    break;
-                }
-                s.fresh.push(nb);
+    /// Collects the ids of a list into `out` (without locking).
+    #[inline]
+    fn neighbours(&self, layer: usize, node: u32, out: &mut Vec<u32>) {
+        let (lists, list) = self.lists(layer, node);
+        for slot in lists.slots(list) {
+            let nb = slot.load(Relaxed);
+            if nb == NO_NEIGHBOUR {
+                break;
             }
-            self.rows.dots(q, &s.fresh, &mut s.scores);
+            out.push(nb);
+        }
+    }
+
+    /// Moves from `cur` to better-scoring neighbours on `layer` until none is better.
+    fn greedy(&self, q: &Prepared, mut cur: Key, layer: usize, s: &mut Scratch) -> Key {
+        loop {
+            s.fresh.clear();
+            self.neighbours(layer, key_row(cur), &mut s.fresh);
+            self.space.scores(q, &s.fresh, &mut s.scores);
             let best = s
                 .fresh
                 .iter()
                 .zip(&s.scores)
-                .map(|(&row, &score)| Candidate { score, row })
+                .map(|(&row, &score)| key(score, row))
                 .max();
             match best {
                 Some(b) if b > cur => cur = b,
@@ -328,32 +330,33 @@ impl Builder {
     }
 
     /// Best-first search of `layer` from `entry` with a beam of `ef`, leaving the results,
-    /// best first, in `s.found`. Node `q` itself is never returned.
+    /// best first, in `s.found`. Node `q_row` itself is never returned.
     fn search_layer(
         &self,
-        q: &[f32],
+        q: &Prepared,
         q_row: u32,
-        entry: Candidate,
+        entry: Key,
         layer: usize,
         ef: usize,
         s: &mut Scratch,
     ) {
         s.visit(q_row);
-        s.visit(entry.row);
+        s.visit(key_row(entry));
         s.candidates.clear();
         s.results.clear();
         s.candidates.push(entry);
         s.results.push(Reverse(entry));
+        // The worst result once there are `ef`; below it nothing is kept or expanded.
+        let mut bound = 0;
         while let Some(c) = s.candidates.pop() {
-            let worst = s.results.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
-            if s.results.len() >= ef && c.score < worst {
+            if c < bound {
                 break;
             }
-            if let Some(next) = s.candidates.peek() {
-                let (lists, list) = self.lists(layer, next.row);
-                simd::prefetch_bytes(lists.slots(list).as_ptr(), lists.cap * 4);
+            if let Some(&next) = s.candidates.peek() {
+                let (lists, list) = self.lists(layer, key_row(next));
+                lists.prefetch(list, false);
             }
-            let (lists, list) = self.lists(layer, c.row);
+            let (lists, list) = self.lists(layer, key_row(c));
             s.fresh.clear();
             for slot in lists.slots(list) {
                 let nb = slot.load(Relaxed);
@@ -361,19 +364,23 @@ impl Builder {
                     break;
                 }
                 if s.visit(nb) {
-                    self.rows.prefetch(nb);
+                    self.space.prefetch(nb);
                     s.fresh.push(nb);
                 }
             }
-            self.rows.dots(q, &s.fresh, &mut s.scores);
+            self.space.scores(q, &s.fresh, &mut s.scores);
             for (&row, &score) in s.fresh.iter().zip(&s.scores) {
-                let worst = s.results.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
-                if s.results.len() < ef || score > worst {
-                    let cand = Candidate { score, row };
-                    s.candidates.push(cand);
-                    s.results.push(Reverse(cand));
-                    if s.results.len() > ef {
-                        s.results.pop();
+                let k = key(score, row);
+                if k > bound {
+                    s.candidates.push(k);
+                    if s.results.len() < ef {
+                        s.results.push(Reverse(k));
+                    } else if let Some(mut worst) = s.results.peek_mut() {
+                        // One sift-down instead of a push and a pop.
+                        *worst = Reverse(k);
+                    }
+                    if s.results.len() >= ef {
+                        bound = s.results.peek().map_or(0, |r| r.0);
                     }
                 }
             }
@@ -381,53 +388,55 @@ impl Builder {
         s.clear_visited();
         s.found.clear();
         s.found.extend(s.results.drain().map(|r| r.0));
-        s.found.sort_unstable_by(|a, b| b.cmp(a));
+        s.found.sort_unstable();
+        s.found.reverse();
     }
 
-    /// The HNSW heuristic over `cands` (scores relative to one base node, best first): keeps a
-    /// candidate unless it scores at least as high with a kept one as with the base, up to
-    /// `m` of them. Fewer than `m` candidates are all kept.
-    fn select(
-        &self,
-        cands: &[Candidate],
-        m: usize,
-        out: &mut Vec<Candidate>,
-        ids: &mut Vec<u32>,
-        dots: &mut Vec<f32>,
-    ) {
+    /// The HNSW heuristic over `cands` (keys scored relative to one base node, best first):
+    /// keeps a candidate unless it scores at least as high with a kept one as with the base,
+    /// up to `m` of them. Fewer than `m` candidates are all kept.
+    ///
+    /// Worked the other way round, with the same result: each kept candidate scores all later
+    /// undominated ones at once and drops those it dominates, so the next undominated one is
+    /// kept. The first kept ones (the strongest rows) dominate most candidates, so few are
+    /// scored twice, and each kept row is prepared once instead of every candidate.
+    fn select(&self, cands: &[Key], m: usize, out: &mut Vec<Key>, b: SelectBuffers<'_>) {
         out.clear();
         if cands.len() <= m {
             out.extend_from_slice(cands);
             return;
         }
-        ids.clear();
-        for &c in cands {
-            if out.len() >= m {
+        b.open.clear();
+        b.open.extend_from_slice(cands);
+        while out.len() < m && !b.open.is_empty() {
+            let kept = b.open[0];
+            out.push(kept);
+            if out.len() == m {
                 break;
             }
-            let v = self.rows.row(c.row);
-            // Most candidates are dropped by one of the first kept neighbours: compare in
-            // small groups and stop at the first that dominates.
-            let dominated = ids.chunks(4).any(|group| {
-                self.rows.dots(v, group, dots);
-                dots.iter().any(|&d| d >= c.score)
+            self.space.prepare_stored(key_row(kept), b.probe);
+            b.open_rows.clear();
+            b.open_rows.extend(b.open[1..].iter().map(|&k| key_row(k)));
+            self.space.scores(b.probe, b.open_rows, b.scores);
+            let mut i = 0;
+            b.open.retain(|&k| {
+                i += 1;
+                // The kept row itself (i = 1) leaves; the others stay while undominated.
+                i > 1 && b.scores[i - 2] < key_score(k)
             });
-            if !dominated {
-                out.push(c);
-                ids.push(c.row);
-            }
         }
     }
 
     /// Adds `link` (scored relative to `node`) to `node`'s list on `layer`.
-    fn add_link(&self, node: u32, layer: usize, link: Candidate, s: &mut Scratch) {
+    fn add_link(&self, node: u32, layer: usize, link: Key, s: &mut Scratch) {
         let (lists, list) = self.lists(layer, node);
         let _guard = NodeGuard::lock(&self.locks[node as usize]);
         lists.read(list, &mut s.merged);
-        if s.merged.iter().any(|c| c.row == link.row) {
+        let row = key_row(link);
+        if s.merged.iter().any(|&k| key_row(k) == row) {
             return;
         }
-        let pos = s.merged.partition_point(|c| *c > link);
+        let pos = s.merged.partition_point(|&k| k > link);
         if s.merged.len() < lists.cap {
             s.merged.insert(pos, link);
             lists.write(list, &s.merged);
@@ -443,16 +452,14 @@ impl Builder {
             }
             Prune::Heuristic => {
                 s.merged.insert(pos, link);
-                let mut kept = std::mem::take(&mut s.selected);
-                self.select(
-                    &s.merged,
-                    lists.cap,
-                    &mut kept,
-                    &mut s.selected_ids,
-                    &mut s.scores,
-                );
-                lists.write(list, &kept);
-                s.selected = kept;
+                let buffers = SelectBuffers {
+                    open: &mut s.open,
+                    open_rows: &mut s.open_rows,
+                    scores: &mut s.scores,
+                    probe: &mut s.probe,
+                };
+                self.select(&s.merged, lists.cap, &mut s.selected, buffers);
+                lists.write(list, &s.selected);
             }
         }
     }
@@ -464,47 +471,40 @@ impl Builder {
         let (entry, top_level) = *top;
         // A node that raises the top keeps the top locked until it is linked, as in hnswlib.
         let top = (level > top_level).then_some(top);
-        let v = self.rows.row(q);
-        self.rows.dots(v, &[entry], &mut s.scores);
-        let mut cur = Candidate {
-            score: s.scores[0],
-            row: entry,
-        };
+        let mut v = std::mem::take(&mut s.query);
+        self.space.prepare_exact(q, &mut v);
+        self.space.scores(&v, &[entry], &mut s.scores);
+        let mut cur = key(s.scores[0], entry);
         for layer in (level + 1..=top_level).rev() {
-            cur = self.greedy(v, cur, layer, s);
+            cur = self.greedy(&v, cur, layer, s);
         }
+        let mut selected = Vec::new();
         for layer in (0..=level.min(top_level)).rev() {
             let cap = self.lists(layer, q).0.cap;
-            self.search_layer(v, q, cur, layer, self.ef, s);
-            let found = std::mem::take(&mut s.found);
-            let mut selected = std::mem::take(&mut s.selected);
-            self.select(
-                &found,
-                cap,
-                &mut selected,
-                &mut s.selected_ids,
-                &mut s.scores,
-            );
+            self.search_layer(&v, q, cur, layer, self.ef, s);
+            let buffers = SelectBuffers {
+                open: &mut s.open,
+                open_rows: &mut s.open_rows,
+                scores: &mut s.scores,
+                probe: &mut s.probe,
+            };
+            self.select(&s.found, cap, &mut selected, buffers);
+            // The reverse links below read these lists and scores: start loading them.
+            for &k in &selected {
+                let (lists, list) = self.lists(layer, key_row(k));
+                lists.prefetch(list, true);
+            }
             {
                 let (lists, list) = self.lists(layer, q);
                 let _guard = NodeGuard::lock(&self.locks[q as usize]);
                 lists.write(list, &selected);
             }
-            for &c in &selected {
-                self.add_link(
-                    c.row,
-                    layer,
-                    Candidate {
-                        score: c.score,
-                        row: q,
-                    },
-                    s,
-                );
+            for &k in &selected {
+                self.add_link(key_row(k), layer, key(key_score(k), q), s);
             }
-            cur = found[0];
-            s.found = found;
-            s.selected = selected;
+            cur = s.found[0];
         }
+        s.query = v;
         if let Some(mut top) = top {
             *top = (q, level);
         }
@@ -567,12 +567,33 @@ pub fn build_native(
     coarse: &[f32],
     dim: usize,
     params: &GraphParams,
-    prune: Prune,
+    options: &NativeOptions,
     on_inserted: &(dyn Fn(u64) + Sync),
 ) -> ExportedGraph {
     let n = coarse.len() / dim;
     assert!(n > 0 && n < u32::MAX as usize, "{n} rows");
-    let (rows, max_norm) = Rows::new(coarse, dim, params.metric);
+    match options.scoring {
+        Scoring::Sq8 => {
+            let (space, max_norm) = Sq8Codes::new(coarse, dim, params.metric);
+            insert_all(space, dim, max_norm, params, options.prune, on_inserted)
+        }
+        Scoring::Exact => {
+            let (space, max_norm) = ExactRows::new(coarse, dim, params.metric);
+            insert_all(space, dim, max_norm, params, options.prune, on_inserted)
+        }
+    }
+}
+
+/// [`build_native`] over the rows of `space`.
+fn insert_all<S: Space>(
+    space: S,
+    dim: usize,
+    max_norm: f32,
+    params: &GraphParams,
+    prune: Prune,
+    on_inserted: &(dyn Fn(u64) + Sync),
+) -> ExportedGraph {
+    let n = space.len();
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(params.seed));
     let levels = draw_levels(n, params.m, params.seed);
@@ -586,7 +607,7 @@ pub fn build_native(
     }
     let first = order[0];
     let builder = Builder {
-        rows,
+        space,
         upper_base,
         layer0: Lists::new(n, 2 * params.m),
         upper: Lists::new(n_upper, params.m),
@@ -662,9 +683,9 @@ mod tests {
     #[test]
     fn one_thread_is_bit_reproducible_and_seed_dependent() {
         let x = data(3000, 24);
-        let a = one_thread(|| build_native(&x, 24, &params(1), Prune::Nearest, &|_| {}));
-        let b = one_thread(|| build_native(&x, 24, &params(1), Prune::Nearest, &|_| {}));
-        let c = one_thread(|| build_native(&x, 24, &params(2), Prune::Nearest, &|_| {}));
+        let a = one_thread(|| build_native(&x, 24, &params(1), &NativeOptions::default(), &|_| {}));
+        let b = one_thread(|| build_native(&x, 24, &params(1), &NativeOptions::default(), &|_| {}));
+        let c = one_thread(|| build_native(&x, 24, &params(2), &NativeOptions::default(), &|_| {}));
         assert_eq!(a, b);
         assert_ne!(a.layer0, c.layer0);
     }
@@ -673,12 +694,15 @@ mod tests {
     fn exported_graph_passes_verify_for_both_metrics_and_prunes() {
         let x = data(2500, 20);
         for metric in [CoarseMetric::InnerProduct, CoarseMetric::ReducedL2] {
-            for prune in [Prune::Nearest, Prune::Heuristic] {
+            for (prune, scoring) in [
+                (Prune::Nearest, Scoring::Sq8),
+                (Prune::Heuristic, Scoring::Exact),
+            ] {
                 let p = GraphParams {
                     metric,
                     ..params(3)
                 };
-                let g = build_native(&x, 20, &p, prune, &|_| {});
+                let g = build_native(&x, 20, &p, &NativeOptions { prune, scoring }, &|_| {});
                 assert_eq!(g.meta.metric, metric.code());
                 assert!(
                     g.meta.n_layers >= 2,
@@ -711,9 +735,14 @@ mod tests {
 
     #[test]
     fn lists_are_best_first() {
+        // With exact scoring the stored order is the order of the exact dot products.
         let dim = 16;
         let x = data(1500, dim);
-        let g = build_native(&x, dim, &params(4), Prune::Nearest, &|_| {});
+        let exact = NativeOptions {
+            scoring: Scoring::Exact,
+            ..Default::default()
+        };
+        let g = build_native(&x, dim, &params(4), &exact, &|_| {});
         let m0 = g.meta.m0 as usize;
         for r in 0..1500 {
             let row = &x[r * dim..(r + 1) * dim];
@@ -735,7 +764,7 @@ mod tests {
     fn tiny_inputs() {
         for n in [1usize, 2, 3, 17] {
             let x = data(n, 8);
-            let g = build_native(&x, 8, &params(5), Prune::Nearest, &|_| {});
+            let g = build_native(&x, 8, &params(5), &NativeOptions::default(), &|_| {});
             assert_eq!(g.meta.n_nodes, n as u64);
             assert_eq!(g.layer0.len(), n * 16);
             if n > 1 {

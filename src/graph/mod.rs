@@ -17,6 +17,7 @@
 pub mod build;
 pub mod insert;
 pub mod search;
+pub mod space;
 
 use crate::bytes::Bytes;
 use crate::format::{cast_section, read_pod, Container, FormatError};
