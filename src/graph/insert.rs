@@ -3,8 +3,8 @@
 //! [`super::build::write_graph`] writes (the same file `hnsw_rs`'s export produces).
 //!
 //! ```text
-//! space    the rows as scored: 8-bit codes, one cache line per 64-d row (default), or an
-//!          aligned f32 copy (super::space)
+//! rows     the rows as scored: 8-bit codes, one cache line per 64-d row (default), or an
+//!          aligned f32 copy (super::scoring)
 //! layer 0  n × m0 u32 ids, best first, padded with NO_NEIGHBOUR; the same shape of f32 scores
 //! layer l  one m-slot list per node of level ≥ l, found through upper_base[node] + l − 1
 //! locks    one spin lock per node, held only while that node's lists are rewritten
@@ -14,7 +14,7 @@
 //! lists at random, and with 4 KiB pages nearly every such read would also miss the TLB.
 //!
 //! Neighbour selection has `hnsw_rs`'s semantics ([`super::build::CoarseDistance`]): pairs
-//! are ordered by a dot product (see [`super::space`]), higher meaning closer. A new node keeps
+//! are ordered by a dot product (see [`super::scoring`]), higher meaning closer. A new node keeps
 //! the candidates the HNSW heuristic selects (a candidate is dropped when it scores at least
 //! as high with an already selected neighbour as with the node); its neighbours take it back
 //! as `hnsw_rs` does, keeping their best `m0` (or `m`) links ([`Prune::Nearest`]), or through
@@ -26,7 +26,7 @@
 //! one thread nothing races and the graph is bit-reproducible for a seed.
 
 use super::build::{CoarseMetric, ExportedGraph, GraphParams, MAX_LAYER};
-use super::space::{ExactRows, Prepared, Space, Sq8Codes};
+use super::scoring::{ExactRows, Prepared, Space, Sq8Codes};
 use super::{GraphMeta, NO_NEIGHBOUR};
 use crate::bytes::HugeZeroed;
 use crate::simd;
@@ -62,10 +62,10 @@ pub enum Prune {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scoring {
     /// The node being inserted, exact, against 8-bit codes of the others
-    /// ([`super::space::Sq8Codes`]): a quarter of the memory traffic. The default.
+    /// ([`super::scoring::Sq8Codes`]): a quarter of the memory traffic. The default.
     #[default]
     Sq8,
-    /// Exact `f32` dot products ([`super::space::ExactRows`]).
+    /// Exact `f32` dot products ([`super::scoring::ExactRows`]).
     Exact,
 }
 

@@ -16,8 +16,8 @@
 
 pub mod build;
 pub mod insert;
+pub mod scoring;
 pub mod search;
-pub mod space;
 
 use crate::bytes::Bytes;
 use crate::format::{cast_section, read_pod, Container, FormatError};
