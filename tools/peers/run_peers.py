@@ -89,6 +89,18 @@ def machine_string():
     return f"{model}, {cores} cores"
 
 
+def cpu_flags():
+    """The CPU's feature flags (x86 Linux), or None when they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
 def malloc_trim():
     """Give freed heap memory back to the OS (glibc), so VmRSS reflects live memory rather
     than allocator slack left by the build's temporary buffers."""
@@ -727,6 +739,9 @@ class Symqg(Runner):
 
     def __init__(self, spec, args, d):
         super().__init__(spec, args, d)
+        flags = cpu_flags()
+        if flags is not None and "avx2" not in flags:
+            raise SkipFamily("rabitqlib's x86-64 wheels need AVX2/FMA; this CPU has no avx2")
         try:
             import rabitqlib
         except Exception as e:  # noqa: BLE001
