@@ -3,6 +3,7 @@
 
 mod common;
 
+use mrl_index::build::SpaceChoice;
 use mrl_index::exact::{batch_top_k, mean_recall, recall_at};
 use mrl_index::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphParams};
 use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
@@ -73,11 +74,18 @@ fn final_scores_are_exact_full_width_inner_products() {
 #[test]
 fn plan_covering_everything_equals_exact_search() {
     // Keeping every item at the coarse stage makes the cascade exact.
-    let b = common::build(1500, 20, 128, 3, IndexBuilder::new().threads(1));
+    let b = common::build(
+        1500,
+        20,
+        128,
+        3,
+        IndexBuilder::new().threads(1).space(SpaceChoice::Native),
+    );
     let plan: SearchPlan = "64:1500,128:k".parse().unwrap();
     let params = SearchParams {
         plan: Some(plan),
         ef: Some(1500),
+        width: None,
     };
     for q in b.queries.chunks_exact(128) {
         let hits = b.index.search(q, 10, &params).unwrap();
@@ -94,7 +102,10 @@ fn resident_coarse_copy_gives_identical_results() {
         30,
         256,
         11,
-        IndexBuilder::new().threads(1).coarse_dim(128),
+        IndexBuilder::new()
+            .threads(1)
+            .coarse_dim(128)
+            .space(SpaceChoice::Native),
     );
     let resident = Index::open_with(
         b.dir.path().join("idx"),
@@ -109,6 +120,7 @@ fn resident_coarse_copy_gives_identical_results() {
         let params = SearchParams {
             plan,
             ef: Some(200),
+            width: None,
         };
         for q in b.queries.chunks_exact(256) {
             let a = b.index.search(q, 10, &params).unwrap();
