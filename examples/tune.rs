@@ -94,6 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let params = SearchParams {
             plan: Some(plan),
             ef,
+            width: None,
         };
         let mut scratch = Scratch::new();
         let mut out: Vec<Hit> = Vec::with_capacity(10);

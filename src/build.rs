@@ -1,8 +1,12 @@
 //! [`IndexBuilder`]: from a [`VectorSource`] to a published index directory.
 //!
 //! ```text
-//! source ──► scan (finite? norms per band, coarse prefixes) ──► store-<gen>.mrl
-//!        ──► HNSW over the coarse prefixes (graph::build_graph) ──► graph-<gen>.mrl ──► MANIFEST
+//! source ──► scan (finite? norms per band) ──► store-<gen>.mrl (native, full width)
+//! sample queries ──► held out for tuning | fit ──► learned space (space/learn.rs)
+//!        ──► coarse space chosen by coverage on held-out queries (space/choose.rs):
+//!            native prefix, or learned code ──► space-<gen>.mrl
+//!        ──► HNSW over the coarse vectors (graph::build_graph) ──► graph-<gen>.mrl
+//!        ──► plan tuned on the held-out queries (tune.rs) ──► MANIFEST (publishes all)
 //! ```
 //!
 //! Data files get fresh names; `MANIFEST` is replaced atomically last, and files of older
@@ -14,13 +18,21 @@ use crate::graph::build::{
     build_graph, write_graph, BuildInfo, CoarseMetric, GraphBuilder, GraphParams, MAX_M,
 };
 use crate::ingest::{IngestError, VectorSource};
-use crate::manifest::{self, ManifestMeta};
+use crate::manifest::{self, Manifest, ManifestMeta, SpaceRef};
 use crate::progress::Progress;
+use crate::space::choose::{coverage, Coverage};
+use crate::space::learn::{encode_items, fit, FitOptions};
+use crate::space::{write_space, SpaceError};
 use crate::store::{validate_widths, write_store, StoreWriteError};
+use crate::tune::{tune, DefaultPlan, TuneOptions};
+use crate::Index;
+use rand::seq::index::sample;
+use rand::SeedableRng;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A build that cannot proceed.
@@ -109,6 +121,15 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// The sample queries or the learned space.
+    #[error(transparent)]
+    Space(#[from] SpaceError),
+    /// Tuning the default plan on the held-out queries failed.
+    #[error("tuning the default plan: {0}")]
+    Tune(#[from] crate::search::SearchError),
+    /// The freshly written index did not open.
+    #[error("opening the freshly built index: {0}")]
+    Reopen(#[from] crate::index::IndexError),
     /// The thread pool could not be created.
     #[error("cannot start {threads} threads: {reason}")]
     ThreadPool {
@@ -138,11 +159,92 @@ pub struct BuildReport {
     pub graph_seconds: f64,
     /// Layers in the graph.
     pub graph_layers: usize,
+    /// The coarse space the graph is built in.
+    pub space: crate::plan::Space,
+    /// Space file size in bytes (0 without a learned space).
+    pub space_bytes: u64,
+    /// Seconds fitting the learned space, choosing the coarse space and encoding the items.
+    pub space_seconds: f64,
+    /// How deep each coarse space must go (when the space was chosen automatically).
+    pub coverage: Option<Coverage>,
+    /// The default plan tuned on held-out queries (with what was measured), if tuned.
+    pub tuned: Option<DefaultPlan>,
+    /// Seconds tuning the default plan.
+    pub tune_seconds: f64,
+}
+
+/// Which coarse space a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpaceChoice {
+    /// Measure on held-out queries and take the learned space only where it needs at most
+    /// half the native coarse depth ([`Coverage::prefers_learned`]).
+    #[default]
+    Auto,
+    /// The native prefix, as before learned spaces existed.
+    Native,
+    /// The learned code, always.
+    Learned,
+}
+
+/// Sample queries a build learns its coarse space from and tunes its plan on.
+#[derive(Clone, PartialEq)]
+pub struct SampleQueries {
+    rows: Arc<[f32]>,
+    dim: usize,
+    origin: String,
+}
+
+impl std::fmt::Debug for SampleQueries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleQueries")
+            .field("origin", &self.origin)
+            .field("rows", &(self.rows.len() / self.dim.max(1)))
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+impl SampleQueries {
+    /// Queries from a source (read into memory): e.g. the query vectors of validation
+    /// users other than the ones the index will be evaluated on.
+    pub fn from_source(source: &dyn VectorSource) -> Result<SampleQueries, IngestError> {
+        let dim = source.dim();
+        let mut rows = vec![0f32; source.len() * dim];
+        for (r, row) in rows.chunks_exact_mut(dim.max(1)).enumerate() {
+            source.read_row(r, row)?;
+        }
+        Ok(SampleQueries {
+            rows: rows.into(),
+            dim,
+            origin: source.origin(),
+        })
+    }
+
+    /// Queries from memory: row-major, `dim` values per row.
+    pub fn new(rows: Vec<f32>, dim: usize, origin: impl Into<String>) -> SampleQueries {
+        SampleQueries {
+            rows: rows.into(),
+            dim,
+            origin: origin.into(),
+        }
+    }
+
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.rows.len() / self.dim.max(1)
+    }
+
+    /// Whether there are no queries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Builds indexes. Defaults: `m = 16`, `ef_construction = 200`, `coarse_dim = 64` (capped at
 /// the full dimension), widths = powers of two from `coarse_dim` up to the full dimension,
-/// seed 42, all cores.
+/// seed 42, all cores; the coarse space chosen automatically ([`SpaceChoice::Auto`]) with a
+/// learned code of [`default_code_dim`] dims; the default plan tuned for recall@10 ≥ 0.95
+/// on held-out sample queries (or, without any, on held-out items).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexBuilder {
     widths: Option<Vec<usize>>,
@@ -153,6 +255,10 @@ pub struct IndexBuilder {
     threads: usize,
     overwrite: bool,
     coarse_metric: CoarseMetric,
+    space: SpaceChoice,
+    code_dim: Option<usize>,
+    sample_queries: Option<SampleQueries>,
+    target_recall: Option<f64>,
 }
 
 impl Default for IndexBuilder {
@@ -166,8 +272,28 @@ impl Default for IndexBuilder {
             threads: 0,
             overwrite: false,
             coarse_metric: CoarseMetric::default(),
+            space: SpaceChoice::default(),
+            code_dim: None,
+            sample_queries: None,
+            target_recall: Some(DEFAULT_TARGET_RECALL),
         }
     }
+}
+
+/// The recall@10 a build tunes its default plan for.
+pub const DEFAULT_TARGET_RECALL: f64 = 0.95;
+/// Results per query the tuning target refers to.
+pub const TUNE_K: usize = 10;
+/// Largest learned code a build makes by default: 128 dims (one eighth of a 1024-d store).
+pub const MAX_DEFAULT_CODE_DIM: usize = 128;
+
+/// The default learned code dimension for `dim`-d vectors: an eighth of the full width (the
+/// code then costs at most an eighth of the store), a multiple of 16, between 16 and
+/// [`MAX_DEFAULT_CODE_DIM`], never beyond `dim`.
+pub fn default_code_dim(dim: usize) -> usize {
+    ((dim / 8) / 16 * 16)
+        .clamp(16, MAX_DEFAULT_CODE_DIM)
+        .min(dim)
 }
 
 /// The default nested widths for `dim`: powers of two from `coarse_dim`, then `dim`.
@@ -237,6 +363,34 @@ impl IndexBuilder {
         self
     }
 
+    /// Which coarse space to use (default: chosen by measurement, [`SpaceChoice::Auto`]).
+    pub fn space(mut self, space: SpaceChoice) -> Self {
+        self.space = space;
+        self
+    }
+
+    /// Dimensions of the learned code (default: [`default_code_dim`] of the input).
+    pub fn code_dim(mut self, code_dim: usize) -> Self {
+        self.code_dim = Some(code_dim);
+        self
+    }
+
+    /// Sample queries of the traffic the index will serve (e.g. validation users' query
+    /// vectors): part of them fits the learned space, the rest is held out to choose the
+    /// space and tune the default plan. Without them the build learns from the items and
+    /// tunes on held-out items.
+    pub fn sample_queries(mut self, queries: SampleQueries) -> Self {
+        self.sample_queries = Some(queries);
+        self
+    }
+
+    /// The mean recall@10 the default plan must reach on held-out queries (default 0.95);
+    /// `None` skips tuning (the default plan is then the untuned one of the layout).
+    pub fn target_recall(mut self, target: Option<f64>) -> Self {
+        self.target_recall = target;
+        self
+    }
+
     /// Checks the parameters against the input's dimension and returns the widths to use.
     pub fn check(&self, dim: usize) -> Result<Vec<usize>, BuildError> {
         if !(2..=MAX_M).contains(&self.m) {
@@ -271,7 +425,56 @@ impl IndexBuilder {
                 self.coarse_dim
             )));
         }
+        if let Some(t) = self.target_recall {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(BuildError::InvalidParameter {
+                    name: "target-recall",
+                    value: t.to_string(),
+                    reason: "must be in (0, 1]".into(),
+                });
+            }
+        }
+        let code_dim = self.code_dim_for(dim);
+        if code_dim == 0 || code_dim > dim {
+            return Err(BuildError::InvalidParameter {
+                name: "code-dim",
+                value: code_dim.to_string(),
+                reason: format!("must be between 1 and the full dimension {dim}"),
+            });
+        }
+        if let Some(q) = &self.sample_queries {
+            if q.dim != dim {
+                return Err(SpaceError::QueryDim {
+                    origin: q.origin.clone(),
+                    expected: dim,
+                    got: q.dim,
+                }
+                .into());
+            }
+            if let Some((i, &value)) = q.rows.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(SpaceError::NonFiniteQuery {
+                    origin: q.origin.clone(),
+                    row: i / dim,
+                    col: i % dim,
+                    value,
+                }
+                .into());
+            }
+            let needed = min_sample_queries(code_dim);
+            if q.len() < needed {
+                return Err(SpaceError::TooFewQueries {
+                    origin: q.origin.clone(),
+                    rows: q.len(),
+                    needed,
+                }
+                .into());
+            }
+        }
         Ok(widths)
+    }
+
+    fn code_dim_for(&self, dim: usize) -> usize {
+        self.code_dim.unwrap_or_else(|| default_code_dim(dim))
     }
 
     /// Builds an index over `source` (with optional external `ids`, one per row) into
@@ -326,7 +529,7 @@ impl IndexBuilder {
         let n = source.len();
         let dim = source.dim();
         let t0 = Instant::now();
-        let scan = scan_source(source, widths, self.coarse_dim, progress)?;
+        let norms = scan_source(source, widths, progress)?;
         let generation = new_generation(out_dir);
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -336,20 +539,105 @@ impl IndexBuilder {
         let store_path = out_dir.join(manifest::store_file_name(generation));
         progress.stage("writing store", (n * widths.len()) as u64);
         let file = AtomicFile::create(&store_path).map_err(io_err(&store_path))?;
-        let file = write_store(file, source, widths, &scan.norms, ids, |k| {
-            progress.advance(k)
-        })
-        .map_err(|e| match e {
-            StoreWriteError::Io(source) => BuildError::Io {
-                path: store_path.clone(),
-                source,
-            },
-            StoreWriteError::Ingest(e) => BuildError::Ingest(e),
-        })?;
+        let file = write_store(file, source, widths, &norms, ids, |k| progress.advance(k))
+            .map_err(|e| match e {
+                StoreWriteError::Io(source) => BuildError::Io {
+                    path: store_path.clone(),
+                    source,
+                },
+                StoreWriteError::Ingest(e) => BuildError::Ingest(e),
+            })?;
+        drop(norms);
         cleanup.files.push(store_path.clone());
         file.commit().map_err(io_err(&store_path))?;
         progress.finish_stage();
         let store_seconds = t0.elapsed().as_secs_f64();
+
+        // Held-out queries for choosing the space and tuning; the rest fit the space.
+        let t_space = Instant::now();
+        let held = self.held_out(source)?;
+        let code_dim = self.code_dim_for(dim);
+        let coarse_code = self.coarse_dim.min(code_dim);
+        let (learned, cover) = match self.space {
+            SpaceChoice::Native => (None, None),
+            choice => {
+                progress.stage("learning the coarse space", 0);
+                let fitted = fit(
+                    source,
+                    held.fit_rows.as_deref(),
+                    &FitOptions {
+                        code_dim,
+                        seed: self.seed,
+                        ..FitOptions::default()
+                    },
+                )?;
+                progress.finish_stage();
+                let cover = if choice == SpaceChoice::Auto {
+                    let nq = held.queries.len() / dim;
+                    let m = nq.min(COVERAGE_QUERIES);
+                    Some(coverage(
+                        source,
+                        &held.queries[..m * dim],
+                        held.exclude_rows.as_ref().map(|e| &e[..m]),
+                        &fitted,
+                        coarse_code,
+                        COVERAGE_ITEMS,
+                        self.seed,
+                    )?)
+                } else {
+                    None
+                };
+                let use_it = cover.as_ref().is_none_or(Coverage::prefers_learned);
+                (use_it.then_some(fitted), cover)
+            }
+        };
+        let mut learned = learned;
+        let (coarse_vectors, coarse_width, codes) = match &mut learned {
+            Some(fitted) => {
+                progress.stage("encoding items", n as u64);
+                let mut codes =
+                    encode_items(source, &fitted.item_map, code_dim, &|k| progress.advance(k))?;
+                fitted.scale_codes(&mut codes);
+                // The graph is built on the codes as the search will read them.
+                for c in codes.iter_mut() {
+                    *c = half::f16::from_f32(*c).to_f32();
+                }
+                progress.finish_stage();
+                let coarse: Vec<f32> = codes
+                    .chunks_exact(code_dim)
+                    .flat_map(|c| c[..coarse_code].iter().copied())
+                    .collect();
+                (coarse, coarse_code, Some(codes))
+            }
+            None => (
+                native_prefix(source, self.coarse_dim)?,
+                self.coarse_dim,
+                None,
+            ),
+        };
+        let space_seconds = t_space.elapsed().as_secs_f64();
+        let mut space_ref = None;
+        let mut space_bytes = 0;
+        if let (Some(fitted), Some(codes)) = (&learned, &codes) {
+            let code_widths: Vec<usize> = if coarse_code < code_dim {
+                vec![coarse_code, code_dim]
+            } else {
+                vec![code_dim]
+            };
+            let space_path = out_dir.join(manifest::space_file_name(generation));
+            let file = AtomicFile::create(&space_path).map_err(io_err(&space_path))?;
+            let file = write_space(file, fitted, &code_widths, codes, self.seed)
+                .map_err(io_err(&space_path))?;
+            cleanup.files.push(space_path.clone());
+            file.commit().map_err(io_err(&space_path))?;
+            space_ref = Some(SpaceRef {
+                header_crc32: header_crc_of(&space_path)?,
+                code_dim: code_dim as u32,
+                reserved: [0; 2],
+            });
+            space_bytes = fs::metadata(&space_path).map(|m| m.len()).unwrap_or(0);
+        }
+        drop(codes);
 
         let t1 = Instant::now();
         let params = GraphParams {
@@ -360,11 +648,13 @@ impl IndexBuilder {
             builder: GraphBuilder::default(),
         };
         progress.stage("building coarse graph", n as u64);
-        let exported = build_graph(&scan.coarse, self.coarse_dim, &params, &|k| {
+        let mut exported = build_graph(&coarse_vectors, coarse_width, &params, &|k| {
             progress.advance(k)
         });
+        drop(coarse_vectors);
         progress.finish_stage();
         progress.stage("writing graph", 0);
+        exported.meta.space = u32::from(learned.is_some());
         let info = BuildInfo {
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             builder: params.builder.label(),
@@ -385,19 +675,53 @@ impl IndexBuilder {
 
         let store_crc = header_crc_of(&store_path)?;
         let graph_crc = header_crc_of(&graph_path)?;
-        let meta = ManifestMeta {
-            generation,
-            n_items: n as u64,
-            dim: dim as u32,
-            coarse_dim: self.coarse_dim as u32,
-            store_header_crc32: store_crc,
-            graph_header_crc32: graph_crc,
+        let mut manifest = Manifest {
+            meta: ManifestMeta {
+                generation,
+                n_items: n as u64,
+                dim: dim as u32,
+                coarse_dim: coarse_width as u32,
+                store_header_crc32: store_crc,
+                graph_header_crc32: graph_crc,
+            },
+            space: space_ref,
+            plan: None,
         };
+
+        // Tune the default plan on the held-out queries, through the files just written.
+        let t_tune = Instant::now();
+        let tuned = match self.target_recall {
+            Some(target) => {
+                progress.stage("tuning the default plan", 0);
+                let index = Index::assemble(out_dir, manifest.clone(), Default::default())?;
+                // Held-out items are far easier queries than real traffic, which rarely comes
+                // from the items' own distribution (on the generated strong set a plan at
+                // 0.995 on held-out items gives 0.956 on the set's queries): without sample
+                // queries the plan must cut the miss rate tenfold (0.995 for a 0.95 target).
+                let internal = if held.exclude_rows.is_some() {
+                    1.0 - (1.0 - target) / FALLBACK_MISS_DIVISOR
+                } else {
+                    target
+                };
+                let options = TuneOptions {
+                    exclude: held.exclude_ids(&index),
+                    ..TuneOptions::new(TUNE_K, internal)
+                };
+                let result = tune(&index, &held.queries, &options)?;
+                progress.finish_stage();
+                Some(result.default_plan(TUNE_K, internal, &held.describe()))
+            }
+            None => None,
+        };
+        let tune_seconds = t_tune.elapsed().as_secs_f64();
+        manifest.plan = tuned.as_ref().map(DefaultPlan::to_text);
+
         let mpath = manifest::manifest_path(out_dir);
-        crate::atomic::write_atomic(&mpath, &manifest::encode(&meta)).map_err(io_err(&mpath))?;
+        crate::atomic::write_atomic(&mpath, &manifest::encode(&manifest))
+            .map_err(io_err(&mpath))?;
         // Published. From here on, failures only leave stale files behind.
         cleanup.files.clear();
-        remove_stale(out_dir, &meta);
+        remove_stale(out_dir, &manifest.meta);
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Ok(BuildReport {
             n_items: n,
@@ -408,8 +732,130 @@ impl IndexBuilder {
             store_seconds,
             graph_seconds,
             graph_layers: exported.meta.n_layers as usize,
+            space: if learned.is_some() {
+                crate::plan::Space::Learned
+            } else {
+                crate::plan::Space::Native
+            },
+            space_bytes,
+            space_seconds,
+            coverage: cover,
+            tuned,
+            tune_seconds,
         })
     }
+
+    /// Splits the sample queries into fitting rows and held-out tuning queries, or without
+    /// sample queries draws held-out pseudo-queries from the items.
+    fn held_out(&self, source: &dyn VectorSource) -> Result<HeldOut, BuildError> {
+        let n = source.len();
+        let dim = source.dim();
+        // Exact ground truth for the held-out queries costs n·dim multiply-adds each: keep it
+        // near 2·10¹¹ in all (seconds on two cores), between 100 and 1,000 queries.
+        let budget = (2e11 / (n as f64 * dim as f64)) as usize;
+        let cap = budget.clamp(100, 1000);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x6865_6c64);
+        match &self.sample_queries {
+            Some(q) => {
+                let nq = q.len();
+                let h = (nq / 5).clamp(1, cap);
+                let mut pick = sample(&mut rng, nq, h).into_vec();
+                pick.sort_unstable();
+                let mut queries = Vec::with_capacity(h * dim);
+                let mut fit_rows = Vec::with_capacity((nq - h) * dim);
+                let mut next = pick.iter().peekable();
+                for (r, row) in q.rows.chunks_exact(dim).enumerate() {
+                    if next.peek() == Some(&&r) {
+                        next.next();
+                        queries.extend_from_slice(row);
+                    } else {
+                        fit_rows.extend_from_slice(row);
+                    }
+                }
+                Ok(HeldOut {
+                    queries,
+                    fit_rows: Some(fit_rows),
+                    exclude_rows: None,
+                    origin: q.origin.clone(),
+                })
+            }
+            None => {
+                let h = cap.min(n);
+                let mut pick = sample(&mut rng, n, h).into_vec();
+                pick.sort_unstable();
+                let mut queries = vec![0f32; h * dim];
+                for (i, &r) in pick.iter().enumerate() {
+                    source.read_row(r, &mut queries[i * dim..(i + 1) * dim])?;
+                }
+                Ok(HeldOut {
+                    queries,
+                    fit_rows: None,
+                    exclude_rows: Some(pick),
+                    origin: source.origin(),
+                })
+            }
+        }
+    }
+}
+
+/// Held-out queries of a build and where they came from.
+struct HeldOut {
+    /// Row-major, full width.
+    queries: Vec<f32>,
+    /// Sample queries left for fitting the space (`None`: fit on the items alone).
+    fit_rows: Option<Vec<f32>>,
+    /// Pseudo-queries drawn from the items: the row each one is (to leave out of its own
+    /// answer).
+    exclude_rows: Option<Vec<usize>>,
+    origin: String,
+}
+
+impl HeldOut {
+    fn exclude_ids(&self, index: &Index) -> Option<Vec<u64>> {
+        self.exclude_rows
+            .as_ref()
+            .map(|rows| rows.iter().map(|&r| index.store().id(r)).collect())
+    }
+
+    fn describe(&self) -> String {
+        match self.exclude_rows {
+            Some(_) => format!("held-out items of {} as queries", self.origin),
+            None => format!("held-out sample queries of {}", self.origin),
+        }
+    }
+}
+
+/// Without sample queries the build tunes on held-out items for a miss rate this many times
+/// smaller than the target's.
+pub const FALLBACK_MISS_DIVISOR: f64 = 10.0;
+
+/// Held-out queries the coverage comparison uses at most.
+const COVERAGE_QUERIES: usize = 500;
+/// Items the coverage comparison samples at most.
+const COVERAGE_ITEMS: usize = 20_000;
+
+/// Sample queries a query-aware space needs: twice the code dimension, and at least 100.
+pub fn min_sample_queries(code_dim: usize) -> usize {
+    (2 * code_dim).max(100)
+}
+
+/// The first `coarse_dim` dims of every item, row-major.
+fn native_prefix(source: &dyn VectorSource, coarse_dim: usize) -> Result<Vec<f32>, BuildError> {
+    let n = source.len();
+    let dim = source.dim();
+    let mut coarse = vec![0f32; n * coarse_dim];
+    coarse
+        .par_chunks_mut(SCAN_CHUNK * coarse_dim)
+        .enumerate()
+        .try_for_each(|(chunk, out)| {
+            let mut row = vec![0f32; dim];
+            for (i, c) in out.chunks_exact_mut(coarse_dim).enumerate() {
+                source.read_row(chunk * SCAN_CHUNK + i, &mut row)?;
+                c.copy_from_slice(&row[..coarse_dim]);
+            }
+            Ok::<(), IngestError>(())
+        })?;
+    Ok(coarse)
 }
 
 /// Removes files written by a build that did not publish.
@@ -520,7 +966,7 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
 
 /// Removes data files of other generations and leftover temporary files (best effort).
 fn remove_stale(dir: &Path, meta: &ManifestMeta) {
-    let keep = [meta.store_file(), meta.graph_file()];
+    let keep = [meta.store_file(), meta.graph_file(), meta.space_file()];
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -532,42 +978,27 @@ fn remove_stale(dir: &Path, meta: &ManifestMeta) {
     let _ = sync_dir(dir);
 }
 
-/// What the scan pass learns about the input.
-struct Scan {
-    /// Band-major per-band norms.
-    norms: Vec<f32>,
-    /// Row-major coarse prefixes, `n × coarse_dim`.
-    coarse: Vec<f32>,
-}
-
 const SCAN_CHUNK: usize = 4096;
 
 /// Reads every row once, in parallel: rejects non-finite values (naming the first bad row and
-/// column), computes per-band norms and copies the coarse prefixes.
+/// column) and computes the per-band norms (band-major).
 fn scan_source(
     source: &dyn VectorSource,
     widths: &[usize],
-    coarse_dim: usize,
     progress: &dyn Progress,
-) -> Result<Scan, BuildError> {
+) -> Result<Vec<f32>, BuildError> {
     let n = source.len();
     let dim = source.dim();
     let n_bands = widths.len();
     progress.stage("checking input", n as u64);
-    let mut coarse = vec![0f32; n * coarse_dim];
     let mut row_norms = vec![0f32; n * n_bands];
-    coarse
-        .par_chunks_mut(SCAN_CHUNK * coarse_dim)
-        .zip(row_norms.par_chunks_mut(SCAN_CHUNK * n_bands))
+    row_norms
+        .par_chunks_mut(SCAN_CHUNK * n_bands)
         .enumerate()
-        .try_for_each(|(chunk, (coarse_out, norms_out))| {
+        .try_for_each(|(chunk, norms_out)| {
             let mut row = vec![0f32; dim];
             let first = chunk * SCAN_CHUNK;
-            for (i, (c, nrm)) in coarse_out
-                .chunks_exact_mut(coarse_dim)
-                .zip(norms_out.chunks_exact_mut(n_bands))
-                .enumerate()
-            {
+            for (i, nrm) in norms_out.chunks_exact_mut(n_bands).enumerate() {
                 let r = first + i;
                 source.read_row(r, &mut row)?;
                 if let Some((col, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -578,15 +1009,17 @@ fn scan_source(
                         value,
                     });
                 }
-                c.copy_from_slice(&row[..coarse_dim]);
                 let mut start = 0;
                 for (b, &end) in widths.iter().enumerate() {
                     let band = &row[start..end];
-                    nrm[b] = crate::simd::dot(band, band).sqrt();
+                    // Summed and rooted in f64, rounded once: the stored norms do not
+                    // depend on the CPU's dot-product kernel.
+                    let sq: f64 = band.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                    nrm[b] = sq.sqrt() as f32;
                     start = end;
                 }
             }
-            progress.advance(coarse_out.len() as u64 / coarse_dim as u64);
+            progress.advance((norms_out.len() / n_bands) as u64);
             Ok(())
         })
         .map_err(|e| first_error(e, source))?;
@@ -597,7 +1030,7 @@ fn scan_source(
             norms[b * n + r] = row_norms[r * n_bands + b];
         }
     }
-    Ok(Scan { norms, coarse })
+    Ok(norms)
 }
 
 /// Parallel chunks may report a later bad row first; rescan in order to name the first one.

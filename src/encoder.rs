@@ -276,7 +276,7 @@ impl ItemEncoder {
 
     /// Encodes row-major features (`n × F`) in batches of `batch` rows; returns `n × D`.
     pub fn encode(&self, features: &[f32], batch: usize) -> Result<Vec<f32>, EncoderError> {
-        if features.len() % self.in_dim != 0 {
+        if !features.len().is_multiple_of(self.in_dim) {
             return Err(EncoderError::DimensionMismatch {
                 what: "item features",
                 expected: self.in_dim,

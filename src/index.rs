@@ -4,10 +4,12 @@ use crate::bytes::Bytes;
 use crate::exact;
 use crate::format::FormatError;
 use crate::graph::CoarseGraph;
-use crate::manifest::{self, ManifestMeta};
-use crate::plan::SearchPlan;
+use crate::manifest::{self, Manifest, ManifestMeta};
+use crate::plan::{IndexLayout, SearchPlan, Space};
 use crate::search::{self, check_query, Filter, Hit, Scratch, SearchError, SearchParams};
+use crate::space::LearnedSpace;
 use crate::store::Store;
+use crate::tune::DefaultPlan;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -49,17 +51,21 @@ pub enum IndexError {
     },
 }
 
-/// A read-only, memory-mapped index: the embedding store and the coarse graph.
+/// A read-only, memory-mapped index: the embedding store, the coarse graph and, for models
+/// whose native prefixes are weak, the learned coarse space.
 ///
 /// `Index` is `Send + Sync`: share it (e.g. in an `Arc`) between query threads. Opening costs
 /// the same for ten items or ten million: files are mapped and only their headers are read.
 pub struct Index {
     dir: PathBuf,
-    manifest: ManifestMeta,
+    manifest: Manifest,
     store: Store,
     graph: CoarseGraph,
+    space: Option<LearnedSpace>,
+    layout: IndexLayout,
     default_plan: SearchPlan,
     default_ef: Option<usize>,
+    tuned: Option<DefaultPlan>,
 }
 
 impl std::fmt::Debug for Index {
@@ -118,8 +124,20 @@ impl Index {
         }
         let mbytes = std::fs::read(&mpath).map_err(read_err(&mpath))?;
         let manifest = manifest::decode(&mbytes, &mpath.display().to_string())?;
-        let spath = dir.join(manifest.store_file());
-        let gpath = dir.join(manifest.graph_file());
+        Index::assemble(dir, manifest, options)
+    }
+
+    /// Opens the data files `manifest` names in `dir` (the manifest itself may not be
+    /// published yet: a build tunes its plan through this before publishing).
+    pub(crate) fn assemble(
+        dir: &Path,
+        manifest: Manifest,
+        options: OpenOptions,
+    ) -> Result<Index, IndexError> {
+        let mpath = manifest::manifest_path(dir);
+        let meta = manifest.meta;
+        let spath = dir.join(meta.store_file());
+        let gpath = dir.join(meta.graph_file());
         let mut store = Store::from_bytes(
             Bytes::map_file(&spath).map_err(read_err(&spath))?,
             &spath.display().to_string(),
@@ -129,65 +147,141 @@ impl Index {
             graph_bytes = Bytes::copy_to_huge_pages(&graph_bytes).map_err(read_err(&gpath))?;
         }
         let graph = CoarseGraph::from_bytes(graph_bytes, &gpath.display().to_string())?;
+        let space = match &manifest.space {
+            Some(_) => {
+                let path = dir.join(meta.space_file());
+                let space = LearnedSpace::from_bytes(
+                    Bytes::map_file(&path).map_err(read_err(&path))?,
+                    &path.display().to_string(),
+                )?;
+                Some(space)
+            }
+            None => None,
+        };
         let inconsistent = |what: String| IndexError::Inconsistent {
             dir: dir.to_path_buf(),
             what,
         };
-        if store.container().header().header_crc32 != manifest.store_header_crc32
-            || graph.container().header().header_crc32 != manifest.graph_header_crc32
+        if store.container().header().header_crc32 != meta.store_header_crc32
+            || graph.container().header().header_crc32 != meta.graph_header_crc32
         {
             return Err(inconsistent(
                 "the store or graph file is not the one MANIFEST names (header checksums differ)"
                     .into(),
             ));
         }
-        if store.len() as u64 != manifest.n_items || graph.len() != store.len() {
+        if store.len() as u64 != meta.n_items || graph.len() != store.len() {
             return Err(inconsistent(format!(
                 "item counts differ: manifest {}, store {}, graph {}",
-                manifest.n_items,
+                meta.n_items,
                 store.len(),
                 graph.len()
             )));
         }
         let coarse_dim = graph.meta().coarse_dim as usize;
-        if store.bands_for_width(coarse_dim).is_none() || manifest.coarse_dim as usize != coarse_dim
-        {
+        if meta.coarse_dim as usize != coarse_dim {
             return Err(inconsistent(format!(
-                "the graph's coarse width {coarse_dim} is not a nested width of the store {:?}",
-                store.widths()
+                "the manifest's coarse width {} is not the graph's {coarse_dim}",
+                meta.coarse_dim
             )));
         }
+        let layout = match (&space, &manifest.space) {
+            (Some(space), Some(sref)) => {
+                if space.container().header().header_crc32 != sref.header_crc32 {
+                    return Err(inconsistent(
+                        "the space file is not the one MANIFEST names (header checksums differ)"
+                            .into(),
+                    ));
+                }
+                if space.len() != store.len() || space.dim() != store.dim() {
+                    return Err(inconsistent(format!(
+                        "the space holds {} codes of {}-d vectors, the store {} of {}-d",
+                        space.len(),
+                        space.dim(),
+                        store.len(),
+                        store.dim()
+                    )));
+                }
+                if graph.space() != Space::Learned || space.widths()[0] != coarse_dim {
+                    return Err(inconsistent(format!(
+                        "the graph must be built on the learned code's first band ({} dims)",
+                        space.widths()[0]
+                    )));
+                }
+                IndexLayout {
+                    widths: store.widths(),
+                    code_widths: space.widths().to_vec(),
+                    coarse_space: Space::Learned,
+                    coarse_width: coarse_dim,
+                }
+            }
+            _ => {
+                if graph.space() != Space::Native || store.bands_for_width(coarse_dim).is_none() {
+                    return Err(inconsistent(format!(
+                        "the graph's coarse width {coarse_dim} is not a nested width of the store {:?}",
+                        store.widths()
+                    )));
+                }
+                IndexLayout::native(&store.widths(), coarse_dim)
+            }
+        };
         store.advise_random();
+        let mut space = space;
         if options.resident_coarse {
-            let coarse_bands = store
-                .bands_for_width(coarse_dim)
-                .expect("checked just above");
-            store
-                .make_bands_resident(coarse_bands)
-                .map_err(read_err(&spath))?;
+            match (&mut space, layout.coarse_space) {
+                (Some(space), Space::Learned) => {
+                    space.make_coarse_resident().map_err(read_err(&gpath))?
+                }
+                _ => {
+                    let coarse_bands = store
+                        .bands_for_width(coarse_dim)
+                        .expect("checked just above");
+                    store
+                        .make_bands_resident(coarse_bands)
+                        .map_err(read_err(&spath))?;
+                }
+            }
         }
-        let mut default_plan = SearchPlan::default_for(&store.widths(), coarse_dim);
-        let mut default_ef = None;
-        let plan_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
-        if plan_path.exists() {
-            let text = std::fs::read_to_string(&plan_path).map_err(read_err(&plan_path))?;
-            let (plan, ef) = crate::tune::parse_default_plan(&text)
-                .and_then(|(p, ef)| {
-                    p.check_against(&store.widths(), coarse_dim)
-                        .map_err(|e| e.to_string())?;
-                    Ok((p, ef))
-                })
-                .map_err(|e| inconsistent(format!("{}: {e}", plan_path.display())))?;
-            default_plan = plan;
-            default_ef = ef;
-        }
+        // The default plan: tuned and published with this generation (the manifest), else,
+        // for indexes of the first format, a DEFAULT_PLAN file written by `tune --write`,
+        // else the untuned default of the layout.
+        let legacy_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
+        let tuned_text = match &manifest.plan {
+            Some(text) => Some((text.clone(), mpath.clone())),
+            None if manifest.space.is_none() && legacy_path.exists() => Some((
+                std::fs::read_to_string(&legacy_path).map_err(read_err(&legacy_path))?,
+                legacy_path,
+            )),
+            None => None,
+        };
+        let tuned = match tuned_text {
+            Some((text, path)) => {
+                let d = DefaultPlan::parse(&text)
+                    .and_then(|d| {
+                        d.plan
+                            .check_against_layout(&layout)
+                            .map_err(|e| e.to_string())?;
+                        Ok(d)
+                    })
+                    .map_err(|e| inconsistent(format!("{} (default plan): {e}", path.display())))?;
+                Some(d)
+            }
+            None => None,
+        };
+        let (default_plan, default_ef) = match &tuned {
+            Some(d) => (d.plan.clone(), d.ef),
+            None => (SearchPlan::default_for_layout(&layout), None),
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
             graph,
+            space,
+            layout,
             default_plan,
             default_ef,
+            tuned,
         })
     }
 
@@ -196,6 +290,9 @@ impl Index {
     pub fn verify(&self) -> Result<(), IndexError> {
         self.store.verify()?;
         self.graph.verify()?;
+        if let Some(space) = &self.space {
+            space.verify()?;
+        }
         Ok(())
     }
 
@@ -204,9 +301,25 @@ impl Index {
         &self.dir
     }
 
-    /// The manifest.
+    /// The manifest's generation, counts and checksums.
     pub fn manifest(&self) -> &ManifestMeta {
-        &self.manifest
+        &self.manifest.meta
+    }
+
+    /// The learned coarse space, if the index has one.
+    pub fn space(&self) -> Option<&LearnedSpace> {
+        self.space.as_ref()
+    }
+
+    /// The widths and coarse space plans are checked against.
+    pub fn layout(&self) -> &IndexLayout {
+        &self.layout
+    }
+
+    /// The tuned default plan with what was measured when it was chosen, if the index has
+    /// one (a build tunes by default; `tune --write` retunes).
+    pub fn tuned(&self) -> Option<&DefaultPlan> {
+        self.tuned.as_ref()
     }
 
     /// The embedding store.
@@ -244,8 +357,8 @@ impl Index {
         self.graph.meta().coarse_dim as usize
     }
 
-    /// The plan used when [`SearchParams::plan`] is `None`: the index's `DEFAULT_PLAN` file
-    /// if it has one (see [`crate::tune`]), else [`SearchPlan::default_for`] its widths.
+    /// The plan used when [`SearchParams::plan`] is `None`: the plan the build (or `tune
+    /// --write`) tuned, else [`SearchPlan::default_for_layout`].
     pub fn default_plan(&self) -> &SearchPlan {
         &self.default_plan
     }
@@ -256,13 +369,52 @@ impl Index {
         self.default_ef
     }
 
-    fn resolve<'a>(&'a self, params: &'a SearchParams) -> Result<&'a SearchPlan, SearchError> {
+    /// The plan, beam width and answer width of a search with `params`.
+    fn resolve<'a>(
+        &'a self,
+        params: &'a SearchParams,
+    ) -> Result<(std::borrow::Cow<'a, SearchPlan>, Option<usize>, usize), SearchError> {
+        use std::borrow::Cow;
+        let dim = self.dim();
+        if let Some(w) = params.width {
+            if w == 0 || w > dim {
+                return Err(SearchError::Width { width: w, dim });
+            }
+        }
         match &params.plan {
             Some(p) => {
-                p.check_against(&self.store.widths(), self.coarse_dim())?;
-                Ok(p)
+                p.check_against_layout(&self.layout)?;
+                let width = params.width.unwrap_or(p.final_width());
+                if width > p.final_width() {
+                    return Err(SearchError::Plan(crate::plan::PlanError {
+                        plan: p.to_string(),
+                        reason: format!(
+                            "it ends at width {} but the answer width is {width}",
+                            p.final_width()
+                        ),
+                    }));
+                }
+                Ok((Cow::Borrowed(p), params.ef, width))
             }
-            None => Ok(&self.default_plan),
+            None => {
+                // The default beam belongs to the default plan's coarse keep, whatever width.
+                let ef = params.ef.or(self.default_ef).or_else(|| {
+                    match self.default_plan.stages()[0].keep {
+                        crate::plan::Keep::Count(c) => Some(c),
+                        crate::plan::Keep::K => None,
+                    }
+                });
+                match params.width {
+                    Some(w) if w < dim => {
+                        let plan = self
+                            .default_plan
+                            .for_width(&self.layout, w)
+                            .expect("width checked above");
+                        Ok((Cow::Owned(plan), ef, w))
+                    }
+                    _ => Ok((Cow::Borrowed(&self.default_plan), ef, dim)),
+                }
+            }
         }
     }
 
@@ -306,24 +458,61 @@ impl Index {
             return Err(SearchError::ZeroK);
         }
         check_query(&self.store, query)?;
-        let plan = self.resolve(params)?;
-        let ef = match (&params.plan, params.ef) {
-            (_, Some(ef)) => Some(ef),
-            (None, None) => self.default_ef,
-            (Some(_), None) => None,
-        };
+        let (plan, ef, width) = self.resolve(params)?;
         search::cascade(
-            &self.store,
-            &self.graph,
-            plan,
+            self.parts(),
+            &plan,
             ef,
             query,
+            width,
             k,
             filter,
             scratch,
             out,
         );
         Ok(())
+    }
+
+    /// The plan and beam width a search with `params` runs (the default plan cut to the
+    /// answer width, or the explicit plan, checked against the index).
+    pub fn effective_plan(
+        &self,
+        params: &SearchParams,
+    ) -> Result<(SearchPlan, Option<usize>), SearchError> {
+        let (plan, ef, _) = self.resolve(params)?;
+        Ok((plan.into_owned(), ef))
+    }
+
+    /// The coarse stage of the search `params` describe, alone: up to `keep` candidates
+    /// (store rows with their coarse scores, unordered). For tuning.
+    pub(crate) fn coarse_candidates(
+        &self,
+        scratch: &mut Scratch,
+        query: &[f32],
+        keep: usize,
+        params: &SearchParams,
+        filter: &Filter,
+    ) -> Result<Vec<crate::graph::search::Candidate>, SearchError> {
+        check_query(&self.store, query)?;
+        let (plan, ef, width) = self.resolve(params)?;
+        Ok(search::coarse_only(
+            self.parts(),
+            &plan,
+            ef,
+            query,
+            width,
+            keep,
+            filter,
+            scratch,
+        ))
+    }
+
+    fn parts(&self) -> search::Parts<'_> {
+        search::Parts {
+            store: &self.store,
+            graph: &self.graph,
+            space: self.space.as_ref(),
+        }
     }
 
     /// Searches many queries (row-major, `dim` values each) in parallel on the current rayon
@@ -336,7 +525,7 @@ impl Index {
         filter: &Filter,
     ) -> Result<Vec<Vec<Hit>>, SearchError> {
         let dim = self.dim();
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(SearchError::DimensionMismatch {
                 expected: dim,
                 got: queries.len() % dim,
@@ -352,8 +541,8 @@ impl Index {
             .collect()
     }
 
-    /// Exact top-`k` by inner product over the first `width` dims (a nested width), scanning
-    /// every item. The ground truth for recall.
+    /// Exact top-`k` by inner product over the first `width` dims (any width from 1 to the
+    /// full dimension), scanning every item. The ground truth for recall.
     pub fn exact_search(
         &self,
         query: &[f32],
@@ -365,15 +554,18 @@ impl Index {
             return Err(SearchError::ZeroK);
         }
         check_query(&self.store, query)?;
-        let n_bands = self.store.bands_for_width(width).ok_or_else(|| {
-            SearchError::Plan(crate::plan::PlanError {
-                plan: format!("exact@{width}"),
-                reason: format!(
-                    "width {width} is not one of the index's nested widths {:?}",
-                    self.store.widths()
-                ),
-            })
-        })?;
+        let dim = self.dim();
+        let n_bands = self
+            .layout
+            .native_width_at_least(width)
+            .filter(|_| width > 0)
+            .and_then(|w| self.store.bands_for_width(w))
+            .ok_or(SearchError::Width { width, dim })?;
+        if width < self.store.bands()[n_bands - 1].end {
+            let mut padded = query[..width].to_vec();
+            padded.resize(dim, 0.0);
+            return Ok(exact::top_k(&self.store, &padded, k, n_bands, filter));
+        }
         Ok(exact::top_k(&self.store, query, k, n_bands, filter))
     }
 }

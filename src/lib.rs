@@ -60,6 +60,7 @@ pub mod plan;
 pub mod progress;
 pub mod search;
 pub mod simd;
+pub mod space;
 pub mod store;
 pub mod synth;
 pub mod tune;

@@ -1,11 +1,17 @@
-//! The `MANIFEST` file: names the generation of store and graph files that make up the
-//! index, and ties them together by their header checksums.
+//! The `MANIFEST` file: names the generation of data files that make up the index, ties them
+//! together by their header checksums, and carries the index's tuned default plan.
 //!
-//! A build writes `store-<gen>.mrl` and `graph-<gen>.mrl` under fresh names, then replaces
-//! `MANIFEST` atomically: a reader sees the old index or the new one, never a mix, and a
-//! failed build leaves the previous index untouched.
+//! A build writes `store-<gen>.mrl`, `graph-<gen>.mrl` and, with a learned coarse space,
+//! `space-<gen>.mrl` under fresh names, then replaces `MANIFEST` atomically: a reader sees
+//! the old index or the new one, never a mix, and a failed build leaves the previous index
+//! untouched. Retuning (`mrl-index tune --write`) publishes a new `MANIFEST` naming the same
+//! data files with another plan, so a plan always belongs to the generation it was tuned on.
+//!
+//! Sections: `1` [`ManifestMeta`] (always); `2` [`SpaceRef`] (an index with a learned
+//! space); `3` the default plan as UTF-8 text (see [`crate::tune::DefaultPlan`]). A manifest
+//! with section 2 or 3 is written as format version 2.
 
-use crate::format::{read_pod, Container, ContainerWriter, FormatError};
+use crate::format::{cast_section, read_pod, Container, ContainerWriter, FormatError};
 use bytemuck::{Pod, Zeroable};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -16,8 +22,14 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"MRLMANIF";
 pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Section kind of [`ManifestMeta`].
 pub const SECTION_META: u32 = 1;
+/// Section kind of [`SpaceRef`].
+pub const SECTION_SPACE: u32 = 2;
+/// Section kind of the default plan text.
+pub const SECTION_PLAN: u32 = 3;
+/// Longest default-plan text a manifest may carry.
+pub const MAX_PLAN_TEXT: usize = 16 * 1024;
 
-/// The manifest's one section.
+/// The manifest's first section.
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
 #[repr(C)]
 pub struct ManifestMeta {
@@ -27,12 +39,36 @@ pub struct ManifestMeta {
     pub n_items: u64,
     /// Full dimension.
     pub dim: u32,
-    /// Coarse width of the graph.
+    /// Coarse width of the graph (native prefix, or learned code prefix with a space).
     pub coarse_dim: u32,
     /// Header CRC-32 of the store file.
     pub store_header_crc32: u32,
     /// Header CRC-32 of the graph file.
     pub graph_header_crc32: u32,
+}
+
+/// The manifest's learned-space section: the index has `space-<gen>.mrl` and its graph is
+/// built on the learned code.
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+#[repr(C)]
+pub struct SpaceRef {
+    /// Header CRC-32 of the space file.
+    pub header_crc32: u32,
+    /// Dimensions of the learned code.
+    pub code_dim: u32,
+    /// Zero.
+    pub reserved: [u32; 2],
+}
+
+/// A decoded manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Generation, counts and the store's and graph's checksums.
+    pub meta: ManifestMeta,
+    /// The learned space, if the index has one.
+    pub space: Option<SpaceRef>,
+    /// The default plan's text, if tuned.
+    pub plan: Option<String>,
 }
 
 impl ManifestMeta {
@@ -43,6 +79,10 @@ impl ManifestMeta {
     /// File name of this generation's graph.
     pub fn graph_file(&self) -> String {
         graph_file_name(self.generation)
+    }
+    /// File name of this generation's learned space.
+    pub fn space_file(&self) -> String {
+        space_file_name(self.generation)
     }
 }
 
@@ -56,23 +96,73 @@ pub fn graph_file_name(generation: u64) -> String {
     format!("graph-{generation:016x}.mrl")
 }
 
+/// `space-<generation as 16 hex digits>.mrl`.
+pub fn space_file_name(generation: u64) -> String {
+    format!("space-{generation:016x}.mrl")
+}
+
 /// Encodes a manifest file.
-pub fn encode(meta: &ManifestMeta) -> Vec<u8> {
+pub fn encode(m: &Manifest) -> Vec<u8> {
+    let sections = 1 + u32::from(m.space.is_some()) + u32::from(m.plan.is_some());
+    let version = if sections > 1 {
+        2
+    } else {
+        crate::format::BASE_FORMAT_VERSION
+    };
     let write = || -> std::io::Result<Vec<u8>> {
-        let mut w = ContainerWriter::new(Cursor::new(Vec::new()), MANIFEST_MAGIC, 1)?;
-        w.section(SECTION_META, 0, bytemuck::bytes_of(meta))?;
+        let mut w = ContainerWriter::with_version(
+            Cursor::new(Vec::new()),
+            MANIFEST_MAGIC,
+            sections,
+            version,
+        )?;
+        w.section(SECTION_META, 0, bytemuck::bytes_of(&m.meta))?;
+        if let Some(space) = &m.space {
+            w.section(SECTION_SPACE, 0, bytemuck::bytes_of(space))?;
+        }
+        if let Some(plan) = &m.plan {
+            w.section(SECTION_PLAN, 0, plan.as_bytes())?;
+        }
         Ok(w.finish()?.into_inner())
     };
     // Writing to memory cannot fail.
     write().unwrap_or_default()
 }
 
-/// Decodes a manifest file.
-pub fn decode(bytes: &[u8], label: &str) -> Result<ManifestMeta, FormatError> {
+/// Decodes a manifest file, verifying its checksums (it is small).
+pub fn decode(bytes: &[u8], label: &str) -> Result<Manifest, FormatError> {
     let c = Container::parse(bytes, &MANIFEST_MAGIC, label)?;
     c.verify_checksums(bytes)?;
     let r = c.section(SECTION_META, 0, "manifest")?;
-    read_pod(bytes, &c, r, "manifest")
+    let meta: ManifestMeta = read_pod(bytes, &c, r, "manifest")?;
+    let has = |kind| c.sections().iter().any(|s| s.kind == kind);
+    let space = if has(SECTION_SPACE) {
+        let r = c.section(SECTION_SPACE, 0, "manifest space")?;
+        Some(read_pod::<SpaceRef>(bytes, &c, r, "manifest space")?)
+    } else {
+        None
+    };
+    let plan = if has(SECTION_PLAN) {
+        let r = c.section(SECTION_PLAN, 0, "manifest plan")?;
+        let corrupt = |what: String| FormatError::Corrupt {
+            file: label.to_string(),
+            what,
+        };
+        if r.len > MAX_PLAN_TEXT {
+            return Err(corrupt(format!(
+                "the default plan is {} bytes long (at most {MAX_PLAN_TEXT})",
+                r.len
+            )));
+        }
+        let text: &[u8] = cast_section(bytes, &c, r, "manifest plan")?;
+        Some(
+            String::from_utf8(text.to_vec())
+                .map_err(|_| corrupt("the default plan is not UTF-8 text".into()))?,
+        )
+    } else {
+        None
+    };
+    Ok(Manifest { meta, space, plan })
 }
 
 /// The manifest path of an index directory.
@@ -80,7 +170,9 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
     dir.join(MANIFEST_FILE)
 }
 
-/// Whether `name` is a data file of some generation (`store-*.mrl` or `graph-*.mrl`).
+/// Whether `name` is a data file of some generation (`store-*.mrl`, `graph-*.mrl` or
+/// `space-*.mrl`).
 pub fn is_data_file(name: &str) -> bool {
-    (name.starts_with("store-") || name.starts_with("graph-")) && name.ends_with(".mrl")
+    (name.starts_with("store-") || name.starts_with("graph-") || name.starts_with("space-"))
+        && name.ends_with(".mrl")
 }

@@ -1,18 +1,27 @@
-//! The query path: coarse graph search, then the cascade of prefix reranks.
+//! The query path: the coarse stage, then the cascade of reranks.
 //!
 //! ```text
-//! query ──► coarse stage: graph beam search on band 0..c (ef ≥ keep₀) ──► keep₀ candidates
-//!        ──► stage i: score += q[wᵢ₋₁..wᵢ]·x[wᵢ₋₁..wᵢ] for each candidate, keep the best keepᵢ
-//!        ──► final stage: best k, scores exact inner products at the final width
+//! query ──► (learned plans) query code Aᵀq over the first W dims, as many code dims as the
+//!           plan's learned stages use
+//!        ──► coarse stage: graph beam search (ef ≥ keep₀), or an exact scan of the coarse
+//!            band, on the native prefix or the learned code ──► keep₀ candidates
+//!        ──► learned stage: score += code band dot, keep the best keepᵢ
+//!        ──► first native stage: score = native prefix dot over [0, wᵢ) (exact)
+//!        ──► later native stages: score += q[wᵢ₋₁..wᵢ]·x[wᵢ₋₁..wᵢ], keep the best keepᵢ
+//!        ──► final stage: best k, scores exact inner products at the final native width
 //! ```
 //!
-//! No dimension is multiplied twice: each stage reads only the bands it adds. All working
-//! memory is in a reusable [`Scratch`], so a warm search allocates nothing but its answer.
+//! Within a space no dimension is multiplied twice: each stage reads only the bands it adds.
+//! A search at native width `W` below the full dimension zeroes the query beyond `W` (a
+//! copy in the scratch), so every native score is `q[..W]·x[..W]` exactly and the learned
+//! code is projected from the query's first `W` dims. All working memory is in a reusable
+//! [`Scratch`], so a warm search allocates nothing but its answer.
 
 use crate::graph::search::{search_graph, Candidate, CoarseScorer, GraphScratch};
 use crate::graph::CoarseGraph;
-use crate::plan::{PlanError, SearchPlan};
+use crate::plan::{PlanError, SearchPlan, Space};
 use crate::simd;
+use crate::space::LearnedSpace;
 use crate::store::Store;
 
 /// One result: an item's external id and its inner product with the query at the plan's
@@ -28,11 +37,15 @@ pub struct Hit {
 /// Per-search settings. `None` fields take the index's defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchParams {
-    /// The cascade; `None` for [`crate::Index::default_plan`].
+    /// The cascade; `None` for [`crate::Index::default_plan`] (cut to `width` if given).
     pub plan: Option<SearchPlan>,
     /// Beam width of the coarse graph search; raised to the coarse stage's keep if smaller.
-    /// `None` for the coarse stage's keep.
+    /// `None` for the index's default with its default plan, else the coarse stage's keep.
     pub ef: Option<usize>,
+    /// Answer as the `width`-d Matryoshka sub-model: rank by the inner product of the first
+    /// `width` native dims (any width from 1 to the full dimension). `None` for the full
+    /// width, or for an explicit plan's final width.
+    pub width: Option<usize>,
 }
 
 impl SearchParams {
@@ -40,7 +53,15 @@ impl SearchParams {
     pub fn with_plan(plan: SearchPlan) -> SearchParams {
         SearchParams {
             plan: Some(plan),
-            ef: None,
+            ..SearchParams::default()
+        }
+    }
+
+    /// Parameters answering at native width `width` with the index's default plan.
+    pub fn at_width(width: usize) -> SearchParams {
+        SearchParams {
+            width: Some(width),
+            ..SearchParams::default()
         }
     }
 }
@@ -104,6 +125,14 @@ pub enum SearchError {
     /// `k` was 0.
     #[error("k must be at least 1")]
     ZeroK,
+    /// The answer width is not within the vectors' dimension.
+    #[error("width {width} must be between 1 and the full dimension {dim}")]
+    Width {
+        /// Asked for.
+        width: usize,
+        /// The index's full dimension.
+        dim: usize,
+    },
     /// The plan does not fit the index.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -128,6 +157,12 @@ pub struct SearchStats {
 #[derive(Debug, Default)]
 pub struct Scratch {
     graph: GraphScratch,
+    /// The query zeroed beyond the answer width, for searches below the full width.
+    padded: Vec<f32>,
+    /// The query's learned code.
+    code: Vec<f32>,
+    /// Scores of one block of the coarse scan.
+    block: Vec<f32>,
     marks: Vec<u32>,
     mark_epoch: u32,
     allow_rows: Vec<u32>,
@@ -192,6 +227,57 @@ impl CoarseScorer for PrefixScorer<'_> {
             simd::prefetch_bytes(self.store.row_ptr(b, row as usize), band.width() * 4);
         }
     }
+}
+
+/// Scores rows on the first code band of a learned space: the coarse stage's scorer of a
+/// learned plan.
+pub struct CodeScorer<'a> {
+    code: &'a [f32],
+    band: &'a [u16],
+    stride: usize,
+}
+
+impl<'a> CodeScorer<'a> {
+    /// A scorer of the query code `code` (as long as code band 0) on `space`'s band 0.
+    pub fn new(space: &'a LearnedSpace, code: &'a [f32]) -> CodeScorer<'a> {
+        let b = space.bands()[0];
+        debug_assert_eq!(code.len(), b.width());
+        CodeScorer {
+            code,
+            band: space.band_data(0),
+            stride: b.stride,
+        }
+    }
+}
+
+impl CoarseScorer for CodeScorer<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        let start = row as usize * self.stride;
+        simd::dot_f16(self.code, &self.band[start..start + self.code.len()])
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        let ptr = self.band.as_ptr().wrapping_add(row as usize * self.stride);
+        simd::prefetch_bytes(ptr, self.code.len() * 2);
+    }
+}
+
+/// The coarse band(s) a scan reads: one contiguous band and the query slice scored on it,
+/// or (a native prefix over several bands) the generic scorer.
+enum ScanSource<'a> {
+    Band {
+        data: &'a [f32],
+        stride: usize,
+        query: &'a [f32],
+    },
+    Half {
+        data: &'a [u16],
+        stride: usize,
+        query: &'a [f32],
+    },
+    Rows(&'a dyn CoarseScorer),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -288,46 +374,159 @@ pub(crate) fn check_query(store: &Store, query: &[f32]) -> Result<(), SearchErro
     Ok(())
 }
 
-/// Runs one cascade search. `plan` must have been checked against the index.
+/// The parts of an index a search reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    pub store: &'a Store,
+    pub graph: &'a CoarseGraph,
+    pub space: Option<&'a LearnedSpace>,
+}
+
+/// Runs one cascade search answering at native width `width` (≤ the full dimension).
+/// `plan` must have been checked against the index and end at a native width ≥ `width`;
+/// `query` is the full-width query (validated).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cascade(
-    store: &Store,
-    graph: &CoarseGraph,
+    parts: Parts<'_>,
     plan: &SearchPlan,
     ef: Option<usize>,
     query: &[f32],
+    width: usize,
     k: usize,
     filter: &Filter,
     scratch: &mut Scratch,
     out: &mut Vec<Hit>,
 ) {
     out.clear();
+    run(parts, plan, ef, query, width, k, filter, scratch, Some(out));
+}
+
+/// The coarse stage of [`cascade`] alone: its `keep₀` candidates (unordered), scored at the
+/// coarse width. For tuning, which replays later stages on the pool.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn coarse_only(
+    parts: Parts<'_>,
+    plan: &SearchPlan,
+    ef: Option<usize>,
+    query: &[f32],
+    width: usize,
+    k: usize,
+    filter: &Filter,
+    scratch: &mut Scratch,
+) -> Vec<Candidate> {
+    run(parts, plan, ef, query, width, k, filter, scratch, None);
+    scratch.pool.clone()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    parts: Parts<'_>,
+    plan: &SearchPlan,
+    ef: Option<usize>,
+    query: &[f32],
+    width: usize,
+    k: usize,
+    filter: &Filter,
+    scratch: &mut Scratch,
+    out: Option<&mut Vec<Hit>>,
+) {
     scratch.stats = SearchStats::default();
+    scratch.pool.clear();
+    let store = parts.store;
+    let dim = store.dim();
+    // Below the full width the query is zero beyond `width`: native scores are then exactly
+    // the `width`-d sub-model's.
+    let mut padded = std::mem::take(&mut scratch.padded);
+    let query: &[f32] = if width < dim {
+        padded.clear();
+        padded.extend_from_slice(&query[..width]);
+        padded.resize(dim, 0.0);
+        &padded
+    } else {
+        query
+    };
+    let mut code = std::mem::take(&mut scratch.code);
+    if let (Some(space), Some(lw)) = (parts.space, plan.learned_width()) {
+        code.clear();
+        code.resize(lw, 0.0);
+        space.project_query(query, width, &mut code);
+        scratch.stats.multiply_adds += (lw * width) as u64;
+    }
+    run_stages(parts, plan, ef, query, &code, k, filter, scratch, out);
+    scratch.padded = padded;
+    scratch.code = code;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stages(
+    parts: Parts<'_>,
+    plan: &SearchPlan,
+    ef: Option<usize>,
+    query: &[f32],
+    code: &[f32],
+    k: usize,
+    filter: &Filter,
+    scratch: &mut Scratch,
+    out: Option<&mut Vec<Hit>>,
+) {
+    let store = parts.store;
     let stages = plan.stages();
-    let coarse_bands = store
-        .bands_for_width(plan.coarse_width())
-        .expect("plan checked against the index");
-    let keep0 = stages[0].keep.resolve(k);
+    let first = stages[0];
+    let keep0 = first.keep.resolve(k);
     let (mode, eligible_count) = scratch.prepare_filter(store, filter);
     let needed = keep0.min(eligible_count);
     if needed == 0 {
         return;
     }
-    let scorer = PrefixScorer::new(store, query, coarse_bands);
-    let coarse_width = plan.coarse_width() as u64;
+    // The coarse scorer and the band a scan reads.
+    let prefix_scorer;
+    let code_scorer;
+    let (scorer, scan): (&dyn CoarseScorer, ScanSource) = match first.space {
+        Space::Native => {
+            let n_bands = store
+                .bands_for_width(first.width)
+                .expect("plan checked against the index");
+            prefix_scorer = PrefixScorer::new(store, query, n_bands);
+            let scan = if n_bands == 1 {
+                let b = store.bands()[0];
+                ScanSource::Band {
+                    data: store.band_data(0),
+                    stride: b.stride,
+                    query: &query[..b.end],
+                }
+            } else {
+                ScanSource::Rows(&prefix_scorer)
+            };
+            (&prefix_scorer, scan)
+        }
+        Space::Learned => {
+            let space = parts.space.expect("plan checked against the index");
+            let b = space.bands()[0];
+            code_scorer = CodeScorer::new(space, &code[..b.end]);
+            let scan = ScanSource::Half {
+                data: space.band_data(0),
+                stride: b.stride,
+                query: &code[..b.end],
+            };
+            (&code_scorer, scan)
+        }
+    };
+    let coarse_width = first.width as u64;
     let epoch = scratch.mark_epoch;
+    let n = store.len();
     let use_allow_scan =
-        mode == FilterMode::Allow && eligible_count <= keep0.max(store.len() / ALLOW_SCAN_FRACTION);
+        mode == FilterMode::Allow && eligible_count <= keep0.max(n / ALLOW_SCAN_FRACTION);
     let ef = ef.unwrap_or(keep0).max(keep0);
-    // A beam this wide would visit most of the graph: scanning the prefix band is cheaper,
+    // A beam this wide would visit most of the graph: scanning the coarse band is cheaper,
     // and exact.
-    let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= store.len();
+    let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= n;
     if !use_allow_scan && !use_full_scan {
         let marks = &scratch.marks;
+        let graph = parts.graph;
         match mode {
             FilterMode::None => search_graph(
                 graph,
-                &scorer,
+                &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
                 |_| true,
@@ -335,7 +534,7 @@ pub(crate) fn cascade(
             ),
             FilterMode::Deny => search_graph(
                 graph,
-                &scorer,
+                &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
                 |r| marks[r as usize] != epoch,
@@ -343,7 +542,7 @@ pub(crate) fn cascade(
             ),
             FilterMode::Allow => search_graph(
                 graph,
-                &scorer,
+                &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
                 |r| marks[r as usize] == epoch,
@@ -357,57 +556,79 @@ pub(crate) fn cascade(
         // would cover most of the graph anyway, and as the guarantee that k results come
         // back whenever k eligible items exist.
         scratch.stats.exact_coarse = true;
-        // Collect scores and cut back to the best keep₀ whenever the pool doubles: linear
-        // time, memory bounded by 2·keep₀ + a margin.
-        let limit = 2 * keep0 + 1024;
-        let pool = &mut scratch.pool;
-        pool.clear();
-        let mut push = |row: u32| {
-            pool.push(Candidate {
-                score: scorer.score(row),
-                row,
-            });
-            if pool.len() >= limit {
-                truncate_best(pool, keep0);
-            }
-        };
-        if mode == FilterMode::Allow {
-            for &row in &scratch.allow_rows {
-                push(row);
-            }
-            scratch.stats.coarse_scored += scratch.allow_rows.len();
+        scratch.stats.coarse_scored += if mode == FilterMode::Allow {
+            scratch.allow_rows.len()
         } else {
-            for row in 0..store.len() as u32 {
-                if mode == FilterMode::None || scratch.marks[row as usize] != epoch {
-                    push(row);
-                }
-            }
-            scratch.stats.coarse_scored += eligible_count;
-        }
+            eligible_count
+        };
+        coarse_scan(scratch, &scan, mode, epoch, n, keep0);
     }
-    scratch.stats.multiply_adds = scratch.stats.coarse_scored as u64 * coarse_width;
+    scratch.stats.multiply_adds += scratch.stats.coarse_scored as u64 * coarse_width;
     let pool = &mut scratch.pool;
     truncate_best(pool, keep0);
-    let mut done_bands = coarse_bands;
+    let Some(out) = out else { return };
+    // Bands done so far in the current space.
+    let mut space = first.space;
+    let mut done = match space {
+        Space::Native => store.bands_for_width(first.width),
+        Space::Learned => parts.space.and_then(|s| s.bands_for_width(first.width)),
+    }
+    .expect("plan checked against the index");
     for stage in &stages[1..] {
-        let n_bands = store
-            .bands_for_width(stage.width)
-            .expect("plan checked against the index");
-        for b in done_bands..n_bands {
-            let band = &store.bands()[b];
-            let q = &query[band.start..band.end];
-            const AHEAD: usize = 4;
-            for i in 0..pool.len() {
-                if let Some(next) = pool.get(i + AHEAD) {
-                    simd::prefetch_bytes(store.row_ptr(b, next.row as usize), band.width() * 4);
+        match (space, stage.space) {
+            (Space::Learned, Space::Learned) => {
+                let sp = parts.space.expect("plan checked against the index");
+                let n_bands = sp
+                    .bands_for_width(stage.width)
+                    .expect("plan checked against the index");
+                for b in done..n_bands {
+                    let band = sp.bands()[b];
+                    let data = sp.band_data(b);
+                    extend_f16(pool, &code[band.start..band.end], data, band.stride);
+                    scratch.stats.multiply_adds += (pool.len() * band.width()) as u64;
                 }
-                let c = &mut pool[i];
-                c.score += simd::dot(q, store.row(b, c.row as usize));
+                done = n_bands;
             }
-            scratch.stats.multiply_adds += (pool.len() * band.width()) as u64;
+            (Space::Learned, Space::Native) => {
+                // From the learned code to native scores: the whole prefix, exactly.
+                let n_bands = store
+                    .bands_for_width(stage.width)
+                    .expect("plan checked against the index");
+                for c in pool.iter_mut() {
+                    c.score = 0.0;
+                }
+                for b in 0..n_bands {
+                    let band = store.bands()[b];
+                    extend(
+                        pool,
+                        &query[band.start..band.end],
+                        store.band_data(b),
+                        band.stride,
+                    );
+                }
+                scratch.stats.multiply_adds += (pool.len() * stage.width) as u64;
+                done = n_bands;
+                space = Space::Native;
+            }
+            (Space::Native, Space::Native) => {
+                let n_bands = store
+                    .bands_for_width(stage.width)
+                    .expect("plan checked against the index");
+                for b in done..n_bands {
+                    let band = store.bands()[b];
+                    extend(
+                        pool,
+                        &query[band.start..band.end],
+                        store.band_data(b),
+                        band.stride,
+                    );
+                    scratch.stats.multiply_adds += (pool.len() * band.width()) as u64;
+                }
+                done = n_bands;
+            }
+            (Space::Native, Space::Learned) => unreachable!("plan checked against the index"),
         }
         scratch.stats.reranked += pool.len();
-        done_bands = n_bands;
         truncate_best(pool, stage.keep.resolve(k));
     }
     pool.sort_unstable_by(|a, b| b.cmp(a));
@@ -416,6 +637,200 @@ pub(crate) fn cascade(
         id: store.id(c.row as usize),
         score: c.score,
     }));
+}
+
+/// A `&dyn CoarseScorer` as a sized scorer for the generic graph search.
+struct Dyn<'a>(&'a dyn CoarseScorer);
+
+impl CoarseScorer for Dyn<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        self.0.score(row)
+    }
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        self.0.prefetch(row)
+    }
+}
+
+/// Adds `q · row` (rows of a band with `stride`) to every candidate's score, prefetching a
+/// few candidates ahead.
+fn extend(pool: &mut [Candidate], q: &[f32], data: &[f32], stride: usize) {
+    const AHEAD: usize = 4;
+    let w = q.len();
+    for i in 0..pool.len() {
+        if let Some(next) = pool.get(i + AHEAD) {
+            simd::prefetch_bytes(
+                data.as_ptr().wrapping_add(next.row as usize * stride),
+                w * 4,
+            );
+        }
+        let c = &mut pool[i];
+        let start = c.row as usize * stride;
+        c.score += simd::dot(q, &data[start..start + w]);
+    }
+}
+
+/// [`extend`] over a half-precision band (the learned code).
+fn extend_f16(pool: &mut [Candidate], q: &[f32], data: &[u16], stride: usize) {
+    const AHEAD: usize = 4;
+    let w = q.len();
+    for i in 0..pool.len() {
+        if let Some(next) = pool.get(i + AHEAD) {
+            simd::prefetch_bytes(
+                data.as_ptr().wrapping_add(next.row as usize * stride),
+                w * 2,
+            );
+        }
+        let c = &mut pool[i];
+        let start = c.row as usize * stride;
+        c.score += simd::dot_f16(q, &data[start..start + w]);
+    }
+}
+
+/// Rows per block of the coarse scan.
+const SCAN_BLOCK: usize = 256;
+
+/// Exact coarse scan of the eligible rows into `scratch.pool`, keeping the best `keep`
+/// (memory bounded by `2·keep` plus a margin; linear time).
+fn coarse_scan(
+    scratch: &mut Scratch,
+    scan: &ScanSource,
+    mode: FilterMode,
+    epoch: u32,
+    n: usize,
+    keep: usize,
+) {
+    let mut top = TopPool::new(&mut scratch.pool, keep);
+    match (scan, mode) {
+        (
+            ScanSource::Band {
+                data,
+                stride,
+                query,
+            },
+            FilterMode::None | FilterMode::Deny,
+        ) => {
+            let block = &mut scratch.block;
+            block.resize(SCAN_BLOCK, 0.0);
+            let marks = &scratch.marks;
+            let mut start = 0;
+            while start < n {
+                let len = SCAN_BLOCK.min(n - start);
+                simd::dot_many(query, data, *stride, start, &mut block[..len]);
+                if mode == FilterMode::None {
+                    for (i, &score) in block[..len].iter().enumerate() {
+                        top.offer((start + i) as u32, score);
+                    }
+                } else {
+                    for (i, &score) in block[..len].iter().enumerate() {
+                        if marks[start + i] != epoch {
+                            top.offer((start + i) as u32, score);
+                        }
+                    }
+                }
+                start += len;
+            }
+        }
+        (
+            ScanSource::Half {
+                data,
+                stride,
+                query,
+            },
+            FilterMode::None | FilterMode::Deny,
+        ) => {
+            let block = &mut scratch.block;
+            block.resize(SCAN_BLOCK, 0.0);
+            let marks = &scratch.marks;
+            let mut start = 0;
+            while start < n {
+                let len = SCAN_BLOCK.min(n - start);
+                simd::dot_many_f16(query, data, *stride, start, &mut block[..len]);
+                for (i, &score) in block[..len].iter().enumerate() {
+                    if mode == FilterMode::None || marks[start + i] != epoch {
+                        top.offer((start + i) as u32, score);
+                    }
+                }
+                start += len;
+            }
+        }
+        (
+            ScanSource::Band {
+                data,
+                stride,
+                query,
+            },
+            FilterMode::Allow,
+        ) => {
+            for &row in &scratch.allow_rows {
+                let s = row as usize * stride;
+                top.offer(row, simd::dot(query, &data[s..s + query.len()]));
+            }
+        }
+        (
+            ScanSource::Half {
+                data,
+                stride,
+                query,
+            },
+            FilterMode::Allow,
+        ) => {
+            for &row in &scratch.allow_rows {
+                let s = row as usize * stride;
+                top.offer(row, simd::dot_f16(query, &data[s..s + query.len()]));
+            }
+        }
+        (ScanSource::Rows(scorer), FilterMode::Allow) => {
+            for &row in &scratch.allow_rows {
+                top.offer(row, scorer.score(row));
+            }
+        }
+        (ScanSource::Rows(scorer), _) => {
+            for row in 0..n as u32 {
+                if mode == FilterMode::None || scratch.marks[row as usize] != epoch {
+                    top.offer(row, scorer.score(row));
+                }
+            }
+        }
+    }
+}
+
+/// Collects the best `keep` of a stream of scored rows: appends every row not below the
+/// floor, and whenever the pool reaches `2·keep + 1024` cuts it back to the best `keep` and
+/// raises the floor to the worst of them (rows below it can no longer make the pool).
+struct TopPool<'a> {
+    pool: &'a mut Vec<Candidate>,
+    keep: usize,
+    limit: usize,
+    floor: f32,
+}
+
+impl<'a> TopPool<'a> {
+    fn new(pool: &'a mut Vec<Candidate>, keep: usize) -> TopPool<'a> {
+        pool.clear();
+        TopPool {
+            pool,
+            keep,
+            limit: 2 * keep + 1024,
+            floor: f32::NEG_INFINITY,
+        }
+    }
+
+    #[inline(always)]
+    fn offer(&mut self, row: u32, score: f32) {
+        if score >= self.floor {
+            self.pool.push(Candidate { score, row });
+            if self.pool.len() >= self.limit {
+                truncate_best(self.pool, self.keep);
+                self.floor = self
+                    .pool
+                    .iter()
+                    .map(|c| c.score)
+                    .fold(f32::INFINITY, f32::min);
+            }
+        }
+    }
 }
 
 /// Keeps the `keep` best candidates of `pool` (in no particular order).

@@ -1,31 +1,156 @@
-//! Choosing a plan for an index from its own queries, and storing it with the index.
+//! Choosing a plan for an index from its own queries, and publishing it with the index.
 //!
-//! How much of the full-width ranking the coarse prefix carries depends on the model: on
-//! strongly Matryoshka data a coarse keep of a few hundred suffices, on the text-only
-//! fMRLRec Beauty model the 64-d prefix is weak and the coarse stage must keep thousands.
-//! [`tune`] measures a grid of plans against exact full-width search on sample queries and
-//! picks the fastest that reaches a recall target; [`write_default_plan`] stores it in the
-//! index directory (`DEFAULT_PLAN`), where [`crate::Index::open`] picks it up as the default.
+//! How many candidates each stage must keep depends on the model and the queries: on strongly
+//! Matryoshka data a coarse keep of a few dozen suffices; with weak prefixes and
+//! out-of-distribution queries the coarse stage needs a learned space and hundreds of
+//! candidates. [`tune`] measures plans against exact full-width search on sample queries and
+//! picks the fastest that reaches a recall target with a margin for sampling error; a build
+//! runs it on held-out sample queries and publishes the result in the index's `MANIFEST`
+//! ([`DefaultPlan`]), where [`crate::Index::open`] takes it as the default. `mrl-index tune
+//! --write` retunes and republishes ([`publish_default_plan`]).
+//!
+//! ```text
+//! for each coarse setting (graph beam e = keep₀, or an exact scan with keep₀):
+//!     run the coarse stage once per query, keep the pool
+//!     simulate every later-stage keep on the pool (exact scores at each stage width):
+//!         recall per plan, without searching again
+//!     the cheapest plan (multiply-adds) whose recall ≥ target + 2·standard error
+//! time each setting's pick with real searches, one thread ──► the fastest is the default
+//! ```
 
 use crate::exact::{batch_top_k, recall_at};
-use crate::plan::{SearchPlan, DEFAULT_SHRINK};
+use crate::graph::search::Candidate;
+use crate::index::IndexError;
+use crate::manifest;
+use crate::plan::{Keep, SearchPlan, Space, Stage};
 use crate::search::{Filter, Hit, Scratch, SearchError, SearchParams};
 use crate::Index;
-use std::path::Path;
 use std::time::Instant;
 
-/// File name of the stored default plan inside an index directory.
+/// File name of the default plan written by `tune --write` before plans lived in the
+/// manifest; still read for indexes of the first format.
 pub const DEFAULT_PLAN_FILE: &str = "DEFAULT_PLAN";
+
+/// Informational keys a [`DefaultPlan`] text may carry besides `plan` and `ef`.
+pub const INFO_KEYS: [&str; 8] = [
+    "recall",
+    "recall_se",
+    "target",
+    "k",
+    "queries",
+    "qps",
+    "source",
+    "coarse",
+];
+
+/// An index's default plan and what was measured when it was chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultPlan {
+    /// The plan.
+    pub plan: SearchPlan,
+    /// Beam width of the coarse stage (`None`: the coarse keep).
+    pub ef: Option<usize>,
+    /// `(key, value)` pairs from [`INFO_KEYS`]: recall measured, target, queries, q/s, …
+    pub info: Vec<(String, String)>,
+    /// Comment lines (without `#`).
+    pub notes: Vec<String>,
+}
+
+impl DefaultPlan {
+    /// A plan with no measurements attached.
+    pub fn new(plan: SearchPlan, ef: Option<usize>) -> DefaultPlan {
+        DefaultPlan {
+            plan,
+            ef,
+            info: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The value of informational key `key`, if present.
+    pub fn info(&self, key: &str) -> Option<&str> {
+        self.info
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The text form: `# note` lines, then `plan=…`, `ef=…` and `key=value` lines.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        for line in &self.notes {
+            text.push_str("# ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&format!("plan={}\n", self.plan));
+        if let Some(ef) = self.ef {
+            text.push_str(&format!("ef={ef}\n"));
+        }
+        for (k, v) in &self.info {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        text
+    }
+
+    /// Parses the text form. Returns a description of the problem on failure.
+    pub fn parse(text: &str) -> Result<DefaultPlan, String> {
+        let mut plan = None;
+        let mut ef = None;
+        let mut info = Vec::new();
+        let mut notes = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(note) = line.strip_prefix('#') {
+                notes.push(note.trim().to_string());
+                continue;
+            }
+            match line.split_once('=') {
+                Some(("plan", v)) => {
+                    plan = Some(v.trim().parse::<SearchPlan>().map_err(|e| e.to_string())?)
+                }
+                Some(("ef", v)) => {
+                    ef = Some(
+                        v.trim()
+                            .parse::<usize>()
+                            .map_err(|_| format!("line {}: ef {v:?} is not a number", i + 1))?,
+                    )
+                }
+                Some((k, v)) if INFO_KEYS.contains(&k) => {
+                    info.push((k.to_string(), v.trim().to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "line {}: expected plan=…, ef=… or one of {INFO_KEYS:?}, found {line:?}",
+                        i + 1
+                    ))
+                }
+            }
+        }
+        let plan = plan.ok_or_else(|| "no plan= line".to_string())?;
+        Ok(DefaultPlan {
+            plan,
+            ef,
+            info,
+            notes,
+        })
+    }
+}
 
 /// One measured configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneRow {
     /// The plan.
     pub plan: SearchPlan,
-    /// Beam width of the coarse stage.
+    /// Beam width of the coarse stage (at least `n/16` means an exact coarse scan).
     pub ef: usize,
     /// Mean recall@k against exact full-width search.
     pub recall: f64,
+    /// Standard error of that mean over the queries.
+    pub recall_se: f64,
     /// Queries per second, one thread, one query at a time.
     pub qps: f64,
     /// Mean multiply-adds per query.
@@ -35,159 +160,622 @@ pub struct TuneRow {
 /// The outcome of [`tune`].
 #[derive(Debug, Clone)]
 pub struct TuneResult {
-    /// Every configuration measured, in grid order.
+    /// Every configuration timed, in the order measured.
     pub rows: Vec<TuneRow>,
-    /// The chosen row: the fastest reaching the target, else the one with the best recall.
+    /// The chosen row: the fastest whose recall clears the target with its margin, else the
+    /// one with the best recall.
     pub chosen: usize,
-    /// Whether the chosen row reaches the target.
+    /// Whether the chosen row clears the target with its margin.
     pub target_met: bool,
+    /// Queries measured.
+    pub queries: usize,
 }
 
-/// Factors by which the candidate pool shrinks at each later width in the tuning grid.
-pub const SHRINKS: [f64; 3] = [DEFAULT_SHRINK, 2.0, 10.0 / 3.0];
+impl TuneResult {
+    /// The chosen row.
+    pub fn best(&self) -> &TuneRow {
+        &self.rows[self.chosen]
+    }
 
-/// Measures geometric plans (coarse keep 100, 200, 500, 1000, … up to the item count, later
-/// widths shrinking by each of [`SHRINKS`], `ef` = keep and 2·keep) on `queries` (row-major, full width) and
-/// chooses the fastest with mean recall@`k` ≥ `target` against exact full-width search.
+    /// The chosen row as a default plan, with what was measured (`source` describes the
+    /// queries).
+    pub fn default_plan(&self, k: usize, target: f64, source: &str) -> DefaultPlan {
+        let r = self.best();
+        let mut d = DefaultPlan::new(r.plan.clone(), Some(r.ef));
+        d.notes.push(format!(
+            "tuned on {} {source}: the fastest plan whose recall@{k} clears {target} by two standard errors{}",
+            self.queries,
+            if self.target_met { "" } else { " (none did: the most accurate)" }
+        ));
+        for (key, value) in [
+            ("recall", format!("{:.4}", r.recall)),
+            ("recall_se", format!("{:.4}", r.recall_se)),
+            ("target", format!("{target}")),
+            ("k", format!("{k}")),
+            ("queries", format!("{}", self.queries)),
+            ("qps", format!("{:.0}", r.qps)),
+            ("source", source.to_string()),
+        ] {
+            d.info.push((key.to_string(), value));
+        }
+        d
+    }
+}
+
+/// Settings of [`tune`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneOptions {
+    /// Results per query the recall refers to.
+    pub k: usize,
+    /// Mean recall@k the plan must reach, plus two standard errors.
+    pub target: f64,
+    /// One id per query to exclude from its truth and its results: pseudo-queries drawn
+    /// from the items themselves are not their own answer.
+    pub exclude: Option<Vec<u64>>,
+    /// How many standard errors of the mean recall the target is cleared by.
+    pub margin_se: f64,
+}
+
+impl TuneOptions {
+    /// Recall@`k` ≥ `target`, two standard errors of margin, no exclusions.
+    pub fn new(k: usize, target: f64) -> TuneOptions {
+        TuneOptions {
+            k,
+            target,
+            exclude: None,
+            margin_se: 2.0,
+        }
+    }
+}
+
+/// Coarse keeps tried, from the cheapest up.
+const KEEPS: [usize; 22] = [
+    10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000,
+    7500, 10_000, 20_000,
+];
+/// Keeps tried at the learned stages after the coarse one.
+const CODE_KEEPS: [usize; 13] = [10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000];
+/// Pool shrink factors tried at each later native width.
+pub const SHRINKS: [f64; 6] = [1.4, 2.0, 10.0 / 3.0, 5.0, 10.0, 1000.0];
+
+/// One query's coarse pool with the score of every candidate at every later stage width:
+/// `scores[j][i]` is candidate `i`'s score at stage width `j` of [`Widths`].
+struct Pool {
+    cands: Vec<Candidate>,
+    scores: Vec<Vec<f32>>,
+}
+
+/// The later stage widths a layout offers, in cascade order.
+#[derive(Debug, Clone)]
+struct Widths(Vec<Stage>);
+
+/// A coarse setting and the plans simulated on its pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coarse {
+    /// Graph search with beam `ef`, keeping `ef`.
+    Graph(usize),
+    /// Exact scan of the coarse band, keeping this many.
+    Scan(usize),
+}
+
+impl Coarse {
+    fn keep(self) -> usize {
+        match self {
+            Coarse::Graph(e) | Coarse::Scan(e) => e,
+        }
+    }
+}
+
+/// Measures plans on `queries` (row-major, full width) and chooses the fastest whose mean
+/// recall@k against exact full-width search clears `options.target` by
+/// `options.margin_se` standard errors (see the module documentation).
 pub fn tune(
     index: &Index,
     queries: &[f32],
-    k: usize,
-    target: f64,
+    options: &TuneOptions,
 ) -> Result<TuneResult, SearchError> {
     let dim = index.dim();
-    if queries.is_empty() || queries.len() % dim != 0 {
+    let k = options.k;
+    if k == 0 {
+        return Err(SearchError::ZeroK);
+    }
+    if queries.is_empty() || !queries.len().is_multiple_of(dim) {
         return Err(SearchError::DimensionMismatch {
             expected: dim,
             got: queries.len() % dim,
         });
     }
+    if let Some((i, v)) = queries.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(SearchError::NonFiniteQuery {
+            dim: i % dim,
+            value: *v,
+        });
+    }
+    let nq = queries.len() / dim;
+    if let Some(ex) = &options.exclude {
+        if ex.len() != nq {
+            return Err(SearchError::Plan(crate::plan::PlanError {
+                plan: String::new(),
+                reason: format!("{} exclusions for {nq} tuning queries", ex.len()),
+            }));
+        }
+    }
     let n = index.len();
     let full = index.store().bands().len();
-    let truth = batch_top_k(index.store(), queries, k, full);
-    let widths = index.widths();
-    let mut keeps = Vec::new();
-    let mut base = 100usize;
-    'outer: loop {
-        for m in [1usize, 2, 5] {
-            let keep = base * m;
-            if keep >= n {
-                keeps.push(n);
-                break 'outer;
-            }
-            keeps.push(keep);
+    let extra = usize::from(options.exclude.is_some());
+    let mut truth = batch_top_k(index.store(), queries, k + extra, full);
+    if let Some(ex) = &options.exclude {
+        for (t, id) in truth.iter_mut().zip(ex) {
+            t.retain(|h| h.id != *id);
+            t.truncate(k);
         }
-        base *= 10;
     }
-    let mut rows = Vec::new();
+    let truth_rows: Vec<Vec<u32>> = truth
+        .iter()
+        .map(|t| {
+            t.iter()
+                .filter_map(|h| index.store().row_of(h.id))
+                .collect()
+        })
+        .collect();
+    let layout = index.layout();
+    let widths = later_widths(index);
+    let settings = coarse_settings(index, k);
     let mut scratch = Scratch::new();
     let mut out: Vec<Hit> = Vec::with_capacity(k);
-    for &keep in &keeps {
-        for shrink in SHRINKS {
-            for ef in [keep, (2 * keep).min(n)] {
-                let plan = SearchPlan::geometric(&widths, index.coarse_dim(), keep, shrink);
-                let params = SearchParams {
-                    plan: Some(plan.clone()),
-                    ef: Some(ef),
-                };
-                // Warm up, then time one pass.
-                for q in queries.chunks_exact(dim).take(10) {
-                    index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
+    let filters: Vec<[u64; 1]> = match &options.exclude {
+        Some(ex) => ex.iter().map(|&id| [id]).collect(),
+        None => Vec::new(),
+    };
+    let filter_of = |i: usize| match options.exclude {
+        Some(_) => Filter::deny(&filters[i]),
+        None => Filter::NONE,
+    };
+    let mut picks: Vec<(Coarse, SearchPlan)> = Vec::new();
+    let mut best_time = f64::INFINITY;
+    let mut fallback: Option<(f64, Coarse, SearchPlan)> = None;
+    let mut pruned_graph = false;
+    let mut pruned_scan = false;
+    for &coarse in &settings {
+        // The coarse stage alone, timed: a setting whose coarse stage is already slower than
+        // the fastest complete plan so far cannot win, nor can wider ones of its kind.
+        let pruned = match coarse {
+            Coarse::Graph(_) => &mut pruned_graph,
+            Coarse::Scan(_) => &mut pruned_scan,
+        };
+        if *pruned {
+            continue;
+        }
+        let keep = coarse.keep();
+        let ef = match coarse {
+            Coarse::Graph(e) => e,
+            Coarse::Scan(_) => n,
+        };
+        let first = Stage {
+            width: layout.coarse_width,
+            keep: Keep::Count(keep),
+            space: layout.coarse_space,
+        };
+        let probe = SearchPlan::new(vec![first, Stage::native(layout.dim(), Keep::K)])
+            .expect("a two-stage plan has a valid shape");
+        let params = SearchParams {
+            plan: Some(probe),
+            ef: Some(ef),
+            width: None,
+        };
+        let t = Instant::now();
+        let mut pools = Vec::with_capacity(nq);
+        for (i, q) in queries.chunks_exact(dim).enumerate() {
+            let cands = index.coarse_candidates(&mut scratch, q, keep, &params, &filter_of(i))?;
+            pools.push(cands);
+        }
+        let coarse_secs = t.elapsed().as_secs_f64() / nq as f64;
+        if coarse_secs > best_time {
+            *pruned = true;
+            continue;
+        }
+        let pools: Vec<Pool> = pools
+            .into_iter()
+            .zip(queries.chunks_exact(dim))
+            .map(|(cands, q)| score_pool(index, &widths, cands, q))
+            .collect();
+        // Simulate every later-stage choice on the pools; keep the cheapest that clears the
+        // target, and remember the most accurate in case none does.
+        let mut best: Option<(f64, SearchPlan)> = None;
+        for plan in later_plans(index, &widths, keep, k) {
+            let (recall, se) = simulate(&plan, &widths, &pools, &truth_rows, k);
+            let cost = later_cost(&plan, keep, k);
+            if recall - options.margin_se * se >= options.target {
+                if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                    best = Some((cost, plan));
                 }
-                let mut recall = 0.0;
-                let mut madds = 0u64;
-                let t = Instant::now();
-                for (q, t_hits) in queries.chunks_exact(dim).zip(&truth) {
-                    index.search_with(&mut scratch, q, k, &params, &Filter::NONE, &mut out)?;
-                    recall += recall_at(&out, t_hits, k);
-                    madds += scratch.stats.multiply_adds;
-                }
-                let secs = t.elapsed().as_secs_f64();
-                let nq = truth.len() as f64;
-                rows.push(TuneRow {
-                    plan,
-                    ef,
-                    recall: recall / nq,
-                    qps: nq / secs.max(1e-9),
-                    mult_adds: madds as f64 / nq,
-                });
-                if ef >= n || ef.saturating_mul(16) >= n {
-                    // The coarse stage is an exact scan from here on: a wider beam changes nothing.
-                    break;
-                }
+            } else if fallback.as_ref().is_none_or(|(r, _, _)| recall > *r) {
+                fallback = Some((recall, coarse, plan));
             }
         }
+        if let Some((_, plan)) = best {
+            // Time it now, to prune coarse settings that cannot beat it.
+            let row = measure(
+                index,
+                &plan,
+                ef,
+                queries,
+                &truth,
+                &filter_of,
+                &mut scratch,
+                &mut out,
+            )?;
+            best_time = best_time.min(1.0 / row.qps);
+            picks.push((coarse, plan));
+        }
     }
-    let meeting: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].recall >= target)
-        .collect();
-    let (chosen, target_met) = if meeting.is_empty() {
-        let best = (0..rows.len())
+    let mut rows = Vec::new();
+    for (coarse, plan) in &picks {
+        let ef = match coarse {
+            Coarse::Graph(e) => *e,
+            Coarse::Scan(_) => n,
+        };
+        rows.push(measure(
+            index,
+            plan,
+            ef,
+            queries,
+            &truth,
+            &filter_of,
+            &mut scratch,
+            &mut out,
+        )?);
+    }
+    let clears = |r: &TuneRow| r.recall - options.margin_se * r.recall_se >= options.target;
+    let meeting: Vec<usize> = (0..rows.len()).filter(|&i| clears(&rows[i])).collect();
+    if meeting.is_empty() {
+        if let Some((_, coarse, plan)) = fallback {
+            let ef = match coarse {
+                Coarse::Graph(e) => e,
+                Coarse::Scan(_) => n,
+            };
+            rows.push(measure(
+                index,
+                &plan,
+                ef,
+                queries,
+                &truth,
+                &filter_of,
+                &mut scratch,
+                &mut out,
+            )?);
+        }
+        let chosen = (0..rows.len())
             .max_by(|&a, &b| rows[a].recall.total_cmp(&rows[b].recall))
             .unwrap_or(0);
-        (best, false)
-    } else {
-        let fastest = meeting
-            .iter()
-            .copied()
-            .max_by(|&a, &b| rows[a].qps.total_cmp(&rows[b].qps))
-            .unwrap_or(meeting[0]);
-        (fastest, true)
-    };
+        if rows.is_empty() {
+            // A catalogue where no setting ran: the exact scan of everything.
+            let plan = SearchPlan::default_for_layout(layout);
+            rows.push(measure(
+                index,
+                &plan,
+                n,
+                queries,
+                &truth,
+                &filter_of,
+                &mut scratch,
+                &mut out,
+            )?);
+        }
+        return Ok(TuneResult {
+            rows,
+            chosen,
+            target_met: false,
+            queries: nq,
+        });
+    }
+    let chosen = meeting
+        .iter()
+        .copied()
+        .max_by(|&a, &b| rows[a].qps.total_cmp(&rows[b].qps))
+        .unwrap_or(meeting[0]);
     Ok(TuneResult {
         rows,
         chosen,
-        target_met,
+        target_met: true,
+        queries: nq,
     })
 }
 
-/// Writes `DEFAULT_PLAN` into the index directory atomically: `plan=…` and `ef=…` lines,
-/// after `#` comment lines saying where they came from.
-pub fn write_default_plan(
-    dir: &Path,
+/// Times `plan` with beam `ef` over every query (one thread, after a short warm-up) and
+/// measures its recall.
+#[allow(clippy::too_many_arguments)]
+fn measure<'f>(
+    index: &Index,
     plan: &SearchPlan,
     ef: usize,
-    note: &str,
-) -> std::io::Result<()> {
-    let mut text = String::new();
-    for line in note.lines() {
-        text.push_str("# ");
-        text.push_str(line);
-        text.push('\n');
+    queries: &[f32],
+    truth: &[Vec<Hit>],
+    filter_of: &dyn Fn(usize) -> Filter<'f>,
+    scratch: &mut Scratch,
+    out: &mut Vec<Hit>,
+) -> Result<TuneRow, SearchError> {
+    let dim = index.dim();
+    let k = truth.first().map_or(1, |t| t.len().max(1));
+    let params = SearchParams {
+        plan: Some(plan.clone()),
+        ef: Some(ef),
+        width: None,
+    };
+    for (i, q) in queries.chunks_exact(dim).enumerate().take(20) {
+        index.search_with(scratch, q, k, &params, &filter_of(i), out)?;
     }
-    text.push_str(&format!("plan={plan}\nef={ef}\n"));
-    crate::atomic::write_atomic(&dir.join(DEFAULT_PLAN_FILE), text.as_bytes())
+    let mut recalls = Vec::with_capacity(truth.len());
+    let mut madds = 0u64;
+    let t = Instant::now();
+    for (i, (q, t_hits)) in queries.chunks_exact(dim).zip(truth).enumerate() {
+        index.search_with(scratch, q, k, &params, &filter_of(i), out)?;
+        recalls.push(recall_at(out, t_hits, k));
+        madds += scratch.stats.multiply_adds;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let nq = truth.len() as f64;
+    let (recall, se) = mean_and_se(&recalls);
+    Ok(TuneRow {
+        plan: plan.clone(),
+        ef,
+        recall,
+        recall_se: se,
+        qps: nq / secs.max(1e-9),
+        mult_adds: madds as f64 / nq,
+    })
 }
 
-/// Parses a `DEFAULT_PLAN` file: `plan=` (required) and `ef=` (optional) lines; `#` starts a
-/// comment line. Returns a description of the problem on failure.
-pub fn parse_default_plan(text: &str) -> Result<(SearchPlan, Option<usize>), String> {
-    let mut plan = None;
-    let mut ef = None;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+fn mean_and_se(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// The stage widths after the coarse one: the learned code widths above it, then every
+/// native width.
+fn later_widths(index: &Index) -> Widths {
+    let layout = index.layout();
+    let mut stages = Vec::new();
+    if layout.coarse_space == Space::Learned {
+        for &w in layout
+            .code_widths
+            .iter()
+            .filter(|&&w| w > layout.coarse_width)
+        {
+            stages.push(Stage::learned(w, Keep::K));
         }
-        match line.split_once('=') {
-            Some(("plan", v)) => {
-                plan = Some(v.trim().parse::<SearchPlan>().map_err(|e| e.to_string())?)
+        for &w in &layout.widths {
+            stages.push(Stage::native(w, Keep::K));
+        }
+    } else {
+        for &w in layout.widths.iter().filter(|&&w| w > layout.coarse_width) {
+            stages.push(Stage::native(w, Keep::K));
+        }
+    }
+    Widths(stages)
+}
+
+/// Coarse settings from the cheapest up: graph beams (keep = beam) below the exact-scan
+/// threshold, and for catalogues of up to 250,000 items exact scans of the coarse band.
+fn coarse_settings(index: &Index, k: usize) -> Vec<Coarse> {
+    let n = index.len();
+    let mut settings: Vec<Coarse> = KEEPS
+        .iter()
+        .copied()
+        .filter(|&e| e >= k && e.saturating_mul(16) < n)
+        .map(Coarse::Graph)
+        .collect();
+    if n <= 250_000 {
+        settings.extend(
+            KEEPS
+                .iter()
+                .copied()
+                .filter(|&e| e >= k && e < n)
+                .chain(std::iter::once(n))
+                .map(Coarse::Scan),
+        );
+    }
+    settings
+}
+
+/// Scores every candidate of a coarse pool at every later stage width.
+fn score_pool(index: &Index, widths: &Widths, mut cands: Vec<Candidate>, query: &[f32]) -> Pool {
+    cands.sort_unstable_by(|a, b| b.cmp(a));
+    let store = index.store();
+    let mut scores = Vec::with_capacity(widths.0.len());
+    let code_dim = index.space().map_or(0, |s| s.code_dim());
+    let mut code = vec![0f32; code_dim];
+    if let Some(space) = index.space() {
+        space.project_query(query, query.len(), &mut code);
+    }
+    for stage in &widths.0 {
+        let col: Vec<f32> = match stage.space {
+            Space::Learned => {
+                let space = index.space().expect("learned widths come from a space");
+                let nb = space.bands_for_width(stage.width).unwrap_or(0);
+                cands
+                    .iter()
+                    .map(|c| space.prefix_dot(&code, c.row as usize, nb))
+                    .collect()
             }
-            Some(("ef", v)) => {
-                ef = Some(
-                    v.trim()
-                        .parse::<usize>()
-                        .map_err(|_| format!("line {}: ef {v:?} is not a number", i + 1))?,
-                )
+            Space::Native => {
+                let nb = store.bands_for_width(stage.width).unwrap_or(0);
+                cands
+                    .iter()
+                    .map(|c| store.prefix_dot(query, c.row as usize, nb))
+                    .collect()
             }
-            _ => {
-                return Err(format!(
-                    "line {}: expected plan=… or ef=…, found {line:?}",
-                    i + 1
-                ))
+        };
+        scores.push(col);
+    }
+    Pool { cands, scores }
+}
+
+/// The later-stage plans simulated for a coarse keep: with a learned coarse space, each
+/// learned keep (or none) then the full width; natively, geometric shrinks.
+fn later_plans(index: &Index, widths: &Widths, keep: usize, k: usize) -> Vec<SearchPlan> {
+    let layout = index.layout();
+    let dim = layout.dim();
+    let mut plans = Vec::new();
+    match layout.coarse_space {
+        Space::Learned => {
+            let learned: Vec<usize> = widths
+                .0
+                .iter()
+                .filter(|s| s.space == Space::Learned)
+                .map(|s| s.width)
+                .collect();
+            let first = Stage::learned(layout.coarse_width, Keep::Count(keep));
+            // Straight to the full width.
+            plans.push(vec![first, Stage::native(dim, Keep::K)]);
+            if let Some(&w) = learned.last() {
+                for &r in CODE_KEEPS.iter().filter(|&&r| r >= k && r < keep) {
+                    plans.push(vec![
+                        first,
+                        Stage::learned(w, Keep::Count(r)),
+                        Stage::native(dim, Keep::K),
+                    ]);
+                }
+            }
+        }
+        Space::Native => {
+            for shrink in SHRINKS {
+                plans.push(
+                    SearchPlan::geometric(&layout.widths, layout.coarse_width, keep, shrink)
+                        .stages()
+                        .to_vec(),
+                );
             }
         }
     }
-    plan.map(|p| (p, ef))
-        .ok_or_else(|| "no plan= line".to_string())
+    plans
+        .into_iter()
+        .filter_map(|s| SearchPlan::new(s).ok())
+        .collect()
+}
+
+/// Multiply-adds of a plan's later stages per query (the coarse stage is the same for
+/// every plan of a setting), plus a per-row charge for fetching each row.
+fn later_cost(plan: &SearchPlan, keep0: usize, k: usize) -> f64 {
+    const ROW_CHARGE: f64 = 48.0;
+    let mut cost = 0.0;
+    let mut rows = keep0 as f64;
+    let mut prev = plan.stages()[0];
+    for s in &plan.stages()[1..] {
+        let dims = if s.space == prev.space {
+            s.width - prev.width
+        } else {
+            s.width
+        };
+        cost += rows * (dims as f64 + ROW_CHARGE);
+        rows = s.keep.resolve(k) as f64;
+        prev = *s;
+    }
+    cost
+}
+
+/// Replays `plan`'s later stages on the scored pools: mean recall@k against `truth` (each
+/// query's true top-k as store rows) and its standard error.
+fn simulate(
+    plan: &SearchPlan,
+    widths: &Widths,
+    pools: &[Pool],
+    truth: &[Vec<u32>],
+    k: usize,
+) -> (f64, f64) {
+    let cols: Vec<Option<usize>> = plan.stages()[1..]
+        .iter()
+        .map(|s| {
+            widths
+                .0
+                .iter()
+                .position(|w| w.space == s.space && w.width == s.width)
+        })
+        .collect();
+    let mut recalls = Vec::with_capacity(pools.len());
+    let mut idx: Vec<usize> = Vec::new();
+    for (pool, t) in pools.iter().zip(truth) {
+        idx.clear();
+        idx.extend(0..pool.cands.len().min(plan.stages()[0].keep.resolve(k)));
+        let mut last_col = None;
+        for (s, col) in plan.stages()[1..].iter().zip(&cols) {
+            let Some(col) = *col else { continue };
+            last_col = Some(col);
+            let scores = &pool.scores[col];
+            let keep = s.keep.resolve(k);
+            let key = |i: usize| Candidate {
+                score: scores[i],
+                row: pool.cands[i].row,
+            };
+            if idx.len() > keep {
+                idx.select_nth_unstable_by(keep - 1, |&a, &b| key(b).cmp(&key(a)));
+                idx.truncate(keep);
+            }
+        }
+        // The answer: the best k by the last stage's score.
+        if let Some(col) = last_col {
+            let scores = &pool.scores[col];
+            idx.sort_unstable_by(|&a, &b| {
+                let ka = Candidate {
+                    score: scores[a],
+                    row: pool.cands[a].row,
+                };
+                let kb = Candidate {
+                    score: scores[b],
+                    row: pool.cands[b].row,
+                };
+                kb.cmp(&ka)
+            });
+        }
+        idx.truncate(k);
+        let recall = if t.is_empty() {
+            1.0
+        } else {
+            idx.iter()
+                .filter(|&&i| t.contains(&pool.cands[i].row))
+                .count() as f64
+                / t.len() as f64
+        };
+        recalls.push(recall);
+    }
+    mean_and_se(&recalls)
+}
+
+/// Writes `plan` into the index's `MANIFEST` (a new manifest naming the same data files,
+/// replaced atomically), so that it becomes the index's default. Fails if the directory no
+/// longer holds the generation `index` was opened on.
+pub fn publish_default_plan(index: &Index, plan: &DefaultPlan) -> Result<(), IndexError> {
+    let dir = index.dir();
+    let mpath = manifest::manifest_path(dir);
+    let io = |source| IndexError::Io {
+        path: mpath.clone(),
+        source,
+    };
+    let bytes = std::fs::read(&mpath).map_err(io)?;
+    let mut current = manifest::decode(&bytes, &mpath.display().to_string())?;
+    if current.meta != *index.manifest() {
+        return Err(IndexError::Inconsistent {
+            dir: dir.to_path_buf(),
+            what: "the index was rebuilt since it was opened; tune the new one".into(),
+        });
+    }
+    plan.plan
+        .check_against_layout(index.layout())
+        .map_err(|e| IndexError::Inconsistent {
+            dir: dir.to_path_buf(),
+            what: e.to_string(),
+        })?;
+    current.plan = Some(plan.to_text());
+    crate::atomic::write_atomic(&mpath, &manifest::encode(&current)).map_err(io)?;
+    // A DEFAULT_PLAN file of the first format would be shadowed: remove it.
+    let legacy = dir.join(DEFAULT_PLAN_FILE);
+    if legacy.exists() {
+        std::fs::remove_file(&legacy).map_err(|source| IndexError::Io {
+            path: legacy,
+            source,
+        })?;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use mrl_index::build::SpaceChoice;
 use mrl_index::format::FormatError;
 use mrl_index::ingest::{write_npy_f32, MatrixSource};
 use mrl_index::progress::NoProgress;
@@ -20,6 +21,7 @@ fn small_builder() -> IndexBuilder {
     IndexBuilder::new()
         .coarse_dim(8)
         .widths(vec![8, 16, 32])
+        .space(SpaceChoice::Native)
         .threads(1)
 }
 
@@ -264,7 +266,10 @@ fn query_errors() {
     let err = index
         .search(&[0.5; 32], 5, &SearchParams::with_plan(plan))
         .unwrap_err();
-    assert!(err.to_string().contains("coarse width 8"), "{err}");
+    assert!(
+        err.to_string().contains("coarse graph's width 8, not 16"),
+        "{err}"
+    );
     let err = index
         .search_batch(&[0.5; 33], 5, &params, &Filter::NONE)
         .unwrap_err();
@@ -406,7 +411,7 @@ fn unknown_format_version_and_foreign_files() {
             IndexError::Format(FormatError::UnsupportedVersion {
                 found: 7,
                 oldest: 1,
-                newest: 1,
+                newest: 2,
                 ..
             })
         ),
@@ -471,6 +476,8 @@ fn existing_index_is_refused_and_survives_a_failed_rebuild() {
         "8",
         "--widths",
         "8,32",
+        "--space",
+        "native",
         "--force",
         "--quiet",
     ]);

@@ -13,7 +13,7 @@ use proptest::prelude::*;
 fn npy_file(major: u8, dict: &str, data: &[u8]) -> Vec<u8> {
     let preamble = if major == 1 { 10 } else { 12 };
     let mut header = dict.to_string();
-    while (preamble + header.len() + 1) % 64 != 0 {
+    while !(preamble + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

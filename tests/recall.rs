@@ -3,6 +3,7 @@
 
 mod common;
 
+use mrl_index::build::SpaceChoice;
 use mrl_index::exact::{batch_top_k, mean_recall, recall_at, rows_top_k};
 use mrl_index::graph::build::{
     build_graph, build_hnsw, export, write_graph, BuildInfo, GraphBuilder, GraphParams,
@@ -75,11 +76,18 @@ fn final_scores_are_exact_full_width_inner_products() {
 #[test]
 fn plan_covering_everything_equals_exact_search() {
     // Keeping every item at the coarse stage makes the cascade exact.
-    let b = common::build(1500, 20, 128, 3, IndexBuilder::new().threads(1));
+    let b = common::build(
+        1500,
+        20,
+        128,
+        3,
+        IndexBuilder::new().threads(1).space(SpaceChoice::Native),
+    );
     let plan: SearchPlan = "64:1500,128:k".parse().unwrap();
     let params = SearchParams {
         plan: Some(plan),
         ef: Some(1500),
+        width: None,
     };
     for q in b.queries.chunks_exact(128) {
         let hits = b.index.search(q, 10, &params).unwrap();
@@ -96,7 +104,10 @@ fn resident_coarse_copy_gives_identical_results() {
         30,
         256,
         11,
-        IndexBuilder::new().threads(1).coarse_dim(128),
+        IndexBuilder::new()
+            .threads(1)
+            .coarse_dim(128)
+            .space(SpaceChoice::Native),
     );
     let resident = Index::open_with(
         b.dir.path().join("idx"),
@@ -111,6 +122,7 @@ fn resident_coarse_copy_gives_identical_results() {
         let params = SearchParams {
             plan,
             ef: Some(200),
+            width: None,
         };
         for q in b.queries.chunks_exact(256) {
             let a = b.index.search(q, 10, &params).unwrap();
@@ -279,7 +291,7 @@ fn native_graph_recall_at_least_hnsw_rs_graph() {
 
 #[test]
 fn index_build_records_the_native_builder() {
-    let b = common::build(2000, 5, 64, 3, IndexBuilder::new().threads(1));
+    let b = common::build(2000, 5, 128, 3, IndexBuilder::new().threads(1));
     let info = b.index.graph().build_info().expect("build info decodes");
     assert!(
         info.builder.starts_with("mrl-index native"),

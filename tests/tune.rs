@@ -1,31 +1,43 @@
-//! `tune` chooses a plan meeting its recall target; `DEFAULT_PLAN` makes it the index's
-//! default; a malformed `DEFAULT_PLAN` is a clear error at open.
+//! `tune` chooses a plan clearing its recall target; publishing it makes it the index's
+//! default (in the MANIFEST, tied to the generation); a malformed plan, in the manifest or
+//! in a first-format `DEFAULT_PLAN` file, is a clear error at open.
 
 mod common;
 
+use mrl_index::build::SpaceChoice;
 use mrl_index::exact::{batch_top_k, mean_recall};
-use mrl_index::tune::{tune, write_default_plan, DEFAULT_PLAN_FILE};
+use mrl_index::manifest;
+use mrl_index::tune::{publish_default_plan, tune, TuneOptions, DEFAULT_PLAN_FILE};
 use mrl_index::{Filter, Index, IndexBuilder, IndexError, SearchParams};
 use std::process::Command;
 
 #[test]
 fn tuned_plan_meets_its_target_and_becomes_the_default() {
-    let b = common::build(3000, 60, 128, 21, IndexBuilder::new().threads(1));
+    let b = common::build(
+        3000,
+        200,
+        128,
+        21,
+        IndexBuilder::new().threads(1).target_recall(None),
+    );
     let dir = b.dir.path().join("idx");
-    let result = tune(&b.index, &b.queries, 10, 0.95).unwrap();
+    let options = TuneOptions::new(10, 0.95);
+    let result = tune(&b.index, &b.queries, &options).unwrap();
     assert!(result.target_met);
-    let chosen = &result.rows[result.chosen];
-    assert!(chosen.recall >= 0.95);
-    // The chosen row is the fastest of those meeting the target.
+    let chosen = result.best().clone();
+    assert!(chosen.recall - 2.0 * chosen.recall_se >= 0.95, "{chosen:?}");
+    // The chosen row is the fastest of those clearing the target.
     for r in &result.rows {
-        if r.recall >= 0.95 {
+        if r.recall - 2.0 * r.recall_se >= 0.95 {
             assert!(r.qps <= chosen.qps);
         }
     }
-    write_default_plan(&dir, &chosen.plan, chosen.ef, "test").unwrap();
+    let plan = result.default_plan(10, 0.95, "test queries");
+    publish_default_plan(&b.index, &plan).unwrap();
     let index = Index::open(&dir).unwrap();
     assert_eq!(index.default_plan(), &chosen.plan);
     assert_eq!(index.default_ef(), Some(chosen.ef));
+    assert_eq!(index.tuned().unwrap().info("source"), Some("test queries"));
     let found = index
         .search_batch(&b.queries, 10, &SearchParams::default(), &Filter::NONE)
         .unwrap();
@@ -39,8 +51,28 @@ fn tuned_plan_meets_its_target_and_becomes_the_default() {
 }
 
 #[test]
+fn a_build_tunes_and_publishes_its_default_plan() {
+    let b = common::build(3000, 100, 128, 22, IndexBuilder::new().threads(1));
+    let tuned = b.index.tuned().expect("a default build tunes its plan");
+    assert_eq!(&tuned.plan, b.index.default_plan());
+    let recall: f64 = tuned.info("recall").unwrap().parse().unwrap();
+    let se: f64 = tuned.info("recall_se").unwrap().parse().unwrap();
+    assert!(recall - 2.0 * se >= 0.95, "{tuned:?}");
+    assert!(tuned.info("source").unwrap().contains("held-out items"));
+}
+
+#[test]
 fn malformed_default_plan_is_a_clear_error() {
-    let b = common::build(500, 1, 64, 3, IndexBuilder::new().threads(1));
+    let b = common::build(
+        500,
+        1,
+        64,
+        3,
+        IndexBuilder::new()
+            .threads(1)
+            .space(SpaceChoice::Native)
+            .target_recall(None),
+    );
     let dir = b.dir.path().join("idx");
     for (text, needle) in [
         (
@@ -49,12 +81,14 @@ fn malformed_default_plan_is_a_clear_error() {
         ),
         (
             "plan=32:100,64:k\n",
-            "first stage must be the coarse width 64",
+            "first stage must be the coarse graph's width 64",
         ),
         ("# nothing\n", "no plan= line"),
         ("plan=64:k\nspeed=fast\n", "line 2"),
         ("plan=64:k\nef=lots\n", "ef \"lots\" is not a number"),
+        ("plan=64:10,L128:k\n", "learned stages"),
     ] {
+        // A first-format DEFAULT_PLAN file…
         std::fs::write(dir.join(DEFAULT_PLAN_FILE), text).unwrap();
         let err = Index::open(&dir).unwrap_err();
         assert!(matches!(err, IndexError::Inconsistent { .. }), "{err:?}");
@@ -63,15 +97,34 @@ fn malformed_default_plan_is_a_clear_error() {
             msg.contains("DEFAULT_PLAN") && msg.contains(needle),
             "{text:?}: {msg}"
         );
+        std::fs::remove_file(dir.join(DEFAULT_PLAN_FILE)).unwrap();
+        // …and the same text in the manifest.
+        let mpath = manifest::manifest_path(&dir);
+        let original = std::fs::read(&mpath).unwrap();
+        let mut m = manifest::decode(&original, "MANIFEST").unwrap();
+        m.plan = Some(text.to_string());
+        std::fs::write(&mpath, manifest::encode(&m)).unwrap();
+        let msg = Index::open(&dir).unwrap_err().to_string();
+        assert!(msg.contains("MANIFEST") && msg.contains(needle), "{msg}");
+        std::fs::write(&mpath, original).unwrap();
     }
+    Index::open(&dir).unwrap();
 }
 
 #[test]
-fn tune_command_writes_the_default_plan() {
-    let b = common::build(2000, 40, 128, 4, IndexBuilder::new().threads(1));
+fn tune_command_publishes_the_default_plan() {
+    let b = common::build(
+        2000,
+        150,
+        128,
+        4,
+        IndexBuilder::new().threads(1).target_recall(None),
+    );
     let dir = b.dir.path().join("idx");
     let q = b.dir.path().join("q.npy");
-    mrl_index::ingest::write_npy_f32(&q, &b.queries, 40, 128).unwrap();
+    mrl_index::ingest::write_npy_f32(&q, &b.queries, 150, 128).unwrap();
+    // A stale first-format file must not shadow the published plan.
+    std::fs::write(dir.join(DEFAULT_PLAN_FILE), "plan=64:k\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mrl-index"))
         .args([
             "tune",
@@ -91,9 +144,10 @@ fn tune_command_writes_the_default_plan() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("wrote"), "{stdout}");
-    let text = std::fs::read_to_string(dir.join(DEFAULT_PLAN_FILE)).unwrap();
-    assert!(text.starts_with("# chosen by `mrl-index tune`"));
+    assert!(stdout.contains("published"), "{stdout}");
+    assert!(!dir.join(DEFAULT_PLAN_FILE).exists());
     let index = Index::open(&dir).unwrap();
+    let tuned = index.tuned().expect("published plan");
+    assert_eq!(tuned.info("target"), Some("0.9"));
     assert!(index.default_ef().is_some());
 }

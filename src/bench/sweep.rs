@@ -120,11 +120,8 @@ pub fn graph_configs(index: &Index, cfg: &BenchConfig) -> Vec<GraphConfig> {
     let widths = index.widths();
     let coarse = index.coarse_dim();
     let mut out = Vec::new();
-    let coarse_plan = SearchPlan::new(vec![Stage {
-        width: coarse,
-        keep: Keep::K,
-    }])
-    .expect("a one-stage plan is well formed");
+    let coarse_plan = SearchPlan::new(vec![Stage::native(coarse, Keep::K)])
+        .expect("a one-stage plan is well formed");
     for &ef in &cfg.coarse_efs {
         out.push(GraphConfig {
             family: FAMILY_COARSE_GRAPH,
@@ -329,7 +326,7 @@ pub fn run_bench(
     progress: &mut dyn FnMut(&Row),
 ) -> Result<Vec<Row>, Error> {
     let dim = index.dim();
-    if queries.is_empty() || queries.len() % dim != 0 {
+    if queries.is_empty() || !queries.len().is_multiple_of(dim) {
         return Err(Error::Other(format!(
             "queries: {} values is not a positive number of {dim}-d rows",
             queries.len()
@@ -502,6 +499,7 @@ fn graph_row(
     let params = SearchParams {
         plan: Some(gc.plan.clone()),
         ef: gc.ef,
+        width: None,
     };
     let mut scratch = Scratch::new();
     let mut out: Vec<Hit> = Vec::with_capacity(k.max(100));

@@ -133,7 +133,11 @@ pub fn run_recommend(a: RecommendArgs) -> Result<(), Error> {
         .as_deref()
         .map(str::parse::<SearchPlan>)
         .transpose()?;
-    let params = SearchParams { plan, ef: a.ef };
+    let params = SearchParams {
+        plan,
+        ef: a.ef,
+        width: None,
+    };
     let hits = recommend(&index, &encoder, &history, a.k, &params, a.keep_history)?;
     let title = |id: u64| titles.as_ref().and_then(|t| t.get(id)).unwrap_or("");
     if a.json {
@@ -174,6 +178,90 @@ pub fn recommend(
         Filter::deny(history)
     };
     Ok(index.search_filtered(&query, k, params, &filter)?)
+}
+
+/// Which history of each user `encode-queries` encodes (the leave-one-out split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// All but the last item (the test query: it predicts the last item).
+    Test,
+    /// All but the last two items (the validation query: it predicts the second to last).
+    Valid,
+}
+
+/// Arguments of `encode-queries`.
+#[derive(Debug, Args)]
+pub struct EncodeQueriesArgs {
+    /// Index directory of item vectors (ids = item ids of the sequences).
+    #[arg(long)]
+    index: PathBuf,
+    /// The query encoder (query_encoder.onnx).
+    #[arg(long)]
+    encoder: PathBuf,
+    /// Sequences: one line per user, `user item item ...`, oldest first (P5 format).
+    #[arg(long)]
+    sequences: PathBuf,
+    /// Which history of each user: `test` (all but the last item, as `eval` encodes) or
+    /// `valid` (all but the last two: sample queries that never saw a test target).
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    split: Split,
+    /// Skip the first N users (in file order, counting users with at least two items, as
+    /// `eval` does): e.g. skip the users whose test queries are evaluated.
+    #[arg(long, default_value_t = 0)]
+    skip_users: usize,
+    /// Encode at most N users after the skipped ones (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_users: usize,
+    /// Output query vectors (.npy, f32, one row per user).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `encode-queries`: query vectors of a range of users, for evaluation (`test`) or as
+/// the sample queries a build learns its coarse space from (`valid`, other users).
+pub fn run_encode_queries(a: EncodeQueriesArgs) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let index = Index::open(&a.index)?;
+    let encoder = QueryEncoder::open(&a.encoder)?;
+    let mut users = read_sequences(&a.sequences)?;
+    users.retain(|s| s.len() >= 2);
+    let available = users.len();
+    let mut users: Vec<Vec<u64>> = users.into_iter().skip(a.skip_users).collect();
+    if a.max_users > 0 {
+        users.truncate(a.max_users);
+    }
+    // The encoder takes all but the last item; for validation queries drop one more.
+    let cut = match a.split {
+        Split::Test => 0,
+        Split::Valid => 1,
+    };
+    let histories: Vec<Vec<u64>> = users
+        .iter()
+        .filter(|s| s.len() >= 2 + cut)
+        .map(|s| s[..s.len() - cut].to_vec())
+        .collect();
+    if histories.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: no users to encode ({available} users with two or more items, {} skipped)",
+            a.sequences.display(),
+            a.skip_users
+        )));
+    }
+    let queries = encode_users(&index, &encoder, &histories)?;
+    ingest::write_npy_f32(&a.out, &queries, histories.len(), index.dim())?;
+    println!(
+        "encoded {} {} queries (users {}..{}) into {} in {:.1}s",
+        histories.len(),
+        match a.split {
+            Split::Test => "test",
+            Split::Valid => "validation",
+        },
+        a.skip_users,
+        a.skip_users + users.len(),
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Arguments of `eval`.
@@ -380,7 +468,11 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
         .as_deref()
         .map(str::parse::<SearchPlan>)
         .transpose()?;
-    let params = SearchParams { plan, ef: a.ef };
+    let params = SearchParams {
+        plan,
+        ef: a.ef,
+        width: None,
+    };
     let mut users = read_sequences(&a.sequences)?;
     users.retain(|s| s.len() >= 2);
     if a.max_users > 0 {

@@ -37,6 +37,9 @@ enum Command {
     Recommend(encode::RecommendArgs),
     /// Leave-one-out Recall/NDCG@5/10/20 through the index: exact at each width and the cascade.
     Eval(encode::EvalArgs),
+    /// Encode users' histories (test or validation split) into query vectors (.npy): held-out
+    /// evaluation queries, or the sample queries a build learns its coarse space from.
+    EncodeQueries(encode::EncodeQueriesArgs),
     /// Choose the fastest plan reaching a recall target on sample queries; --write stores it
     /// as the index's default.
     Tune(tune::TuneArgs),
@@ -68,6 +71,7 @@ pub fn run() -> ExitCode {
         Command::EmbedItems(a) => encode::run_embed(a),
         Command::Recommend(a) => encode::run_recommend(a),
         Command::Eval(a) => encode::run_eval(a),
+        Command::EncodeQueries(a) => encode::run_encode_queries(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,10 @@ pub struct SearchArgs {
     /// Beam width of the coarse graph search [default: the coarse stage's keep].
     #[arg(long)]
     ef: Option<usize>,
+    /// Answer as the W-d Matryoshka sub-model: rank by the inner product of the first W
+    /// dims (1 to the full dimension) [default: the full width].
+    #[arg(long)]
+    width: Option<usize>,
     /// Ids never to return, comma-separated (applies to every query).
     #[arg(long)]
     exclude: Option<String>,
@@ -49,7 +53,11 @@ pub fn run(a: SearchArgs) -> Result<(), Error> {
         Some(p) => Some(p.parse::<SearchPlan>()?),
         None => None,
     };
-    let params = SearchParams { plan, ef: a.ef };
+    let params = SearchParams {
+        plan,
+        ef: a.ef,
+        width: a.width,
+    };
     let t0 = Instant::now();
     let results = with_threads(a.threads, || {
         index.search_batch(queries.as_slice(), a.k, &params, &Filter::deny(&exclude))
@@ -76,12 +84,13 @@ pub fn run(a: SearchArgs) -> Result<(), Error> {
     }
     out.flush().map_err(io)?;
     if !a.json {
+        let (plan, ef) = index.effective_plan(&params)?;
         eprintln!(
-            "{} queries in {:.3}s ({:.0} queries/s), plan {}",
+            "{} queries in {:.3}s ({:.0} queries/s), plan {plan}{}",
             results.len(),
             secs,
             results.len() as f64 / secs.max(1e-9),
-            params.plan.as_ref().unwrap_or(index.default_plan())
+            ef.map(|e| format!(" ef {e}")).unwrap_or_default()
         );
     }
     Ok(())

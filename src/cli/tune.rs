@@ -2,7 +2,7 @@
 
 use clap::Args;
 use mrl_index::ingest::VectorSource;
-use mrl_index::tune::{tune, write_default_plan};
+use mrl_index::tune::{publish_default_plan, tune, TuneOptions};
 use mrl_index::{Error, SearchError};
 use std::path::PathBuf;
 
@@ -20,13 +20,14 @@ pub struct TuneArgs {
     /// Results per query the recall target refers to.
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     k: usize,
-    /// Mean recall@k against exact full-width search that the plan must reach.
-    #[arg(long, default_value_t = 0.99)]
+    /// Mean recall@k against exact full-width search that the plan must reach (with a margin
+    /// of two standard errors of the mean over the queries).
+    #[arg(long, default_value_t = 0.95)]
     target_recall: f64,
     /// At most this many queries are used.
     #[arg(long, default_value_t = 2000)]
     max_queries: usize,
-    /// Store the chosen plan in the index directory (DEFAULT_PLAN) as its default.
+    /// Publish the chosen plan as the index's default (a new MANIFEST naming the same files).
     #[arg(long)]
     write: bool,
 }
@@ -37,48 +38,48 @@ pub fn run(a: TuneArgs) -> Result<(), Error> {
     if a.k == 0 {
         return Err(SearchError::ZeroK.into());
     }
+    if !(a.target_recall > 0.0 && a.target_recall <= 1.0) {
+        return Err(Error::Other(format!(
+            "--target-recall {}: must be in (0, 1]",
+            a.target_recall
+        )));
+    }
     let nq = queries.len().min(a.max_queries);
     let q = &queries.as_slice()[..nq * index.dim()];
-    let result = tune(&index, q, a.k, a.target_recall)?;
+    let result = tune(&index, q, &TuneOptions::new(a.k, a.target_recall))?;
     println!(
         "{nq} queries, recall@{} against exact full-width search, 1 thread",
         a.k
     );
     println!(
-        "{:<48} {:>6} {:>9} {:>10} {:>12}",
-        "plan", "ef", "recall", "q/s", "mult-adds"
+        "{:<48} {:>7} {:>9} {:>8} {:>10} {:>12}",
+        "plan", "ef", "recall", "± se", "q/s", "mult-adds"
     );
     for (i, r) in result.rows.iter().enumerate() {
         let mark = if i == result.chosen { " <" } else { "" };
         println!(
-            "{:<48} {:>6} {:>9.4} {:>10.0} {:>12.0}{mark}",
+            "{:<48} {:>7} {:>9.4} {:>8.4} {:>10.0} {:>12.0}{mark}",
             r.plan.to_string(),
             r.ef,
             r.recall,
+            r.recall_se,
             r.qps,
             r.mult_adds
         );
     }
-    let chosen = &result.rows[result.chosen];
+    let chosen = result.best();
     if !result.target_met {
         println!(
-            "no plan reached recall {}; the best ({:.4}) is marked",
+            "no plan cleared recall {} by two standard errors; the most accurate ({:.4}) is marked",
             a.target_recall, chosen.recall
         );
     }
     if a.write {
-        let note = format!(
-            "chosen by `mrl-index tune` on {nq} queries from {}: recall@{} {:.4} (target {}), {:.0} q/s on 1 thread",
-            a.queries.display(),
-            a.k,
-            chosen.recall,
-            a.target_recall,
-            chosen.qps
-        );
-        write_default_plan(&a.index, &chosen.plan, chosen.ef, &note)
-            .map_err(|e| Error::Other(format!("{}: {e}", a.index.display())))?;
+        let source = format!("queries of {}", a.queries.display());
+        let plan = result.default_plan(a.k, a.target_recall, &source);
+        publish_default_plan(&index, &plan)?;
         println!(
-            "wrote {}/DEFAULT_PLAN: plan={} ef={}",
+            "published in {}/MANIFEST: plan={} ef={}",
             a.index.display(),
             chosen.plan,
             chosen.ef

@@ -26,8 +26,15 @@ compile_error!(
     "mrl-index reads its little-endian files with zero-copy casts and supports little-endian targets only"
 );
 
-/// The format version this code writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this code reads and writes.
+///
+/// Each file is written with the oldest version that describes it: store files and the
+/// graph and manifest of an index in the native space are unchanged since version 1 (so
+/// older readers still open such indexes); version 2 added the space file, a graph over the
+/// learned code and the manifest's space and plan sections (`index-formats/v2.md`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of files whose layout has not changed since the first format.
+pub const BASE_FORMAT_VERSION: u32 = 1;
 /// The oldest format version this code still reads.
 pub const OLDEST_SUPPORTED_FORMAT_VERSION: u32 = 1;
 /// Alignment in bytes of every section's start (one cache line, one AVX-512 register).

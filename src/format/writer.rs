@@ -1,7 +1,7 @@
 //! Streaming writer for the container format.
 
 use super::{
-    header_crc, FileHeader, SectionEntry, ENTRY_LEN, FORMAT_VERSION, HEADER_LEN, SECTION_ALIGN,
+    header_crc, FileHeader, SectionEntry, BASE_FORMAT_VERSION, ENTRY_LEN, HEADER_LEN, SECTION_ALIGN,
 };
 use std::io::{self, Seek, SeekFrom, Write};
 
@@ -10,6 +10,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 pub struct ContainerWriter<W: Write + Seek> {
     out: W,
     magic: [u8; 8],
+    version: u32,
     capacity: u32,
     sections: Vec<SectionEntry>,
     pos: u64,
@@ -17,14 +18,26 @@ pub struct ContainerWriter<W: Write + Seek> {
 }
 
 impl<W: Write + Seek> ContainerWriter<W> {
-    /// Starts a file of kind `magic` with room for `section_count` sections.
-    pub fn new(mut out: W, magic: [u8; 8], section_count: u32) -> io::Result<Self> {
+    /// Starts a file of kind `magic` with room for `section_count` sections, written with
+    /// [`BASE_FORMAT_VERSION`] (a layout unchanged since the first format).
+    pub fn new(out: W, magic: [u8; 8], section_count: u32) -> io::Result<Self> {
+        Self::with_version(out, magic, section_count, BASE_FORMAT_VERSION)
+    }
+
+    /// [`ContainerWriter::new`] for a file whose layout needs format version `version`.
+    pub fn with_version(
+        mut out: W,
+        magic: [u8; 8],
+        section_count: u32,
+        version: u32,
+    ) -> io::Result<Self> {
         let table_end = (HEADER_LEN + ENTRY_LEN * section_count as usize) as u64;
         out.seek(SeekFrom::Start(0))?;
         out.write_all(&vec![0u8; table_end as usize])?;
         Ok(ContainerWriter {
             out,
             magic,
+            version,
             capacity: section_count,
             sections: Vec::with_capacity(section_count as usize),
             pos: table_end,
@@ -97,7 +110,7 @@ impl<W: Write + Seek> ContainerWriter<W> {
         let table: Vec<u8> = bytemuck::cast_slice(&self.sections).to_vec();
         let mut header = FileHeader {
             magic: self.magic,
-            format_version: FORMAT_VERSION,
+            format_version: self.version,
             section_count: self.capacity,
             file_len: self.pos,
             header_crc32: 0,

@@ -384,7 +384,8 @@ pub fn export(reference: &ReferenceHnsw, m: usize) -> ExportedGraph {
             entry_point,
             max_norm: reference.max_norm,
             metric: reference.metric.code(),
-            reserved: [0; 7],
+            space: 0,
+            reserved: [0; 6],
         },
         layer0,
         upper,
@@ -398,7 +399,13 @@ pub fn write_graph<W: Write + Seek>(
     info: &BuildInfo,
 ) -> io::Result<W> {
     let sections = 3 + 2 * graph.upper.len() as u32;
-    let mut w = ContainerWriter::new(out, GRAPH_MAGIC, sections)?;
+    // A graph over the learned code needs format version 2 (older readers must refuse it).
+    let version = if graph.meta.space == 0 {
+        crate::format::BASE_FORMAT_VERSION
+    } else {
+        2
+    };
+    let mut w = ContainerWriter::with_version(out, GRAPH_MAGIC, sections, version)?;
     w.section(section::META, 0, bytemuck::bytes_of(&graph.meta))?;
     w.section(section::BUILD_INFO, 0, &info.encode())?;
     w.section(

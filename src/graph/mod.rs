@@ -64,8 +64,11 @@ pub struct GraphMeta {
     /// How neighbours were chosen at build time: 0 = MIPS→L2 reduced space, 1 = inner-product
     /// dissimilarity. Informational: search maximises `q·x` either way.
     pub metric: u32,
+    /// Which vectors the graph's nodes are: 0 = the store's native prefix of `coarse_dim`
+    /// dims, 1 = the first `coarse_dim` dims of the learned code (format version 2).
+    pub space: u32,
     /// Zero.
-    pub reserved: [u32; 7],
+    pub reserved: [u32; 6],
 }
 
 /// One upper layer's location in the file.
@@ -112,6 +115,12 @@ impl CoarseGraph {
             return Err(corrupt(format!(
                 "invalid graph parameters: n={n}, m={}, m0={}, layers={}",
                 meta.m, meta.m0, meta.n_layers
+            )));
+        }
+        if meta.space > 1 {
+            return Err(corrupt(format!(
+                "unknown coarse space {} (0 native, 1 learned)",
+                meta.space
             )));
         }
         if meta.entry_point as usize >= n {
@@ -185,6 +194,15 @@ impl CoarseGraph {
     /// Always false: a graph has at least one node.
     pub fn is_empty(&self) -> bool {
         self.meta.n_nodes == 0
+    }
+
+    /// The space of the vectors the graph was built on.
+    pub fn space(&self) -> crate::plan::Space {
+        if self.meta.space == 1 {
+            crate::plan::Space::Learned
+        } else {
+            crate::plan::Space::Native
+        }
     }
 
     /// Number of layers.

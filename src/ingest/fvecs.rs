@@ -45,7 +45,7 @@ pub(crate) fn parse_layout(path: &Path, bytes: &[u8]) -> Result<FvecsLayout, Ing
         .checked_mul(4)
         .and_then(|b| b.checked_add(4))
         .ok_or_else(|| not_fvecs(format!("dimension {first} too large")))?;
-    if bytes.len() % row_bytes != 0 {
+    if !bytes.len().is_multiple_of(row_bytes) {
         return Err(not_fvecs(format!(
             "file size {} bytes is not a multiple of the row size 4 + 4 × {dim} = {row_bytes} bytes \
              (dimension {dim} from the first row); the file is truncated or not .fvecs",

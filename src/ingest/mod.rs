@@ -59,7 +59,7 @@ impl MatrixSource {
                 reason: "dimension must be at least 1, got 0".to_string(),
             });
         }
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(IngestError::InvalidMatrix {
                 reason: format!(
                     "{} values is not a whole number of rows of dimension {dim}",

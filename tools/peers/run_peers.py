@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Measure the peers of mrl-index (FAISS, hnswlib, USearch) on one data set.
+"""Measure the peers of mrl-index (FAISS, hnswlib, USearch, ScaNN, RaBitQ's SymphonyQG)
+on one data set.
 
     python run_peers.py --items ITEMS.npy --queries Q.npy --ground-truth GT.npy \\
         -k 10 --threads-all 2 --out rows.jsonl [--prefix-dim 64] [--dataset NAME] \\
-        [--only faiss,hnswlib,usearch]
+        [--only faiss,hnswlib,usearch,scann,rabitqlib]
 
 Writes one JSON object per line per configuration (schema in README.md, shared with
 `mrl-index bench`). The driver spawns one worker process per build (a system, a family
@@ -11,12 +12,15 @@ and its build parameters), so build time, index size and resident memory belong 
 that build alone; the worker sweeps the search parameters of its build and hands its
 rows back. Rows are appended to --out as each worker finishes.
 
---only takes system names (faiss, hnswlib, usearch) and/or family names.
+--only takes system names (faiss, hnswlib, usearch, scann, rabitqlib) and/or family names.
+Opt-in families (scann-ah-flat) run only when --only names them. A family whose library
+is missing (or lacks what the family needs) is skipped with its reason, not failed.
 """
 import argparse
 import datetime
 import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,13 +36,27 @@ FAMILIES = [
     ("faiss-flat-ip", "faiss"),
     ("faiss-hnsw-full", "faiss"),
     ("faiss-hnsw-prefix-refine", "faiss"),
+    ("faiss-pca-hnsw-refine", "faiss"),
     ("faiss-panorama-flat-ip", "faiss"),
     ("faiss-panorama-prefix-refine", "faiss"),
     ("hnswlib-full", "hnswlib"),
     ("hnswlib-prefix-rerank", "hnswlib"),
     ("usearch-full", "usearch"),
+    ("scann-ah", "scann"),
+    ("scann-ah-flat", "scann"),
+    ("symqg", "rabitqlib"),
 ]
 SYSTEM_OF = dict(FAMILIES)
+# run only when --only names the family itself (not by default, not through its system)
+OPT_IN = {"scann-ah-flat"}
+
+
+class SkipFamily(Exception):
+    """The family cannot run here (library missing, feature absent): no rows, not a failure."""
+
+
+def floats(s):
+    return [float(v) for v in str(s).split(",") if v.strip()]
 
 
 def ints(s):
@@ -69,6 +87,18 @@ def machine_string():
     except AttributeError:
         cores = os.cpu_count()
     return f"{model}, {cores} cores"
+
+
+def cpu_flags():
+    """The CPU's feature flags (x86 Linux), or None when they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
 
 
 def malloc_trim():
@@ -336,6 +366,76 @@ class FaissPanoramaPrefixRefine(FaissHNSWPrefixRefine):
         return ndis + k * self.kf, None
 
 
+class FaissPCAHNSWRefine(FaissHNSWPrefixRefine):
+    """The query-agnostic control: IndexRefineFlat(IndexPreTransform(PCAMatrix(D, d),
+    IndexHNSWFlat(d, M, IP))). The PCA basis is trained on the items (a sample of
+    --pca-train rows); the graph over the d-dim projections proposes k*k_factor candidates,
+    rescored exactly at full width by IndexRefineFlat.
+
+    Centring: PCAMatrix maps y = A(v - mean) for items and queries alike, so the graph would
+    score (q - mean).(x - mean) = q.x - mean.x + (terms constant per query): the -mean.x term
+    differs per item, which is not the inner-product ranking. By default the mean is zeroed
+    after training (the basis stays that of the centred covariance): the graph then scores
+    q.P x with P the projection onto the top-d components, and since q.P x = q.P mean +
+    q.P(x - mean), it ranks items exactly as the projected centred inner product does (q.mean
+    terms are per-query constants). --pca-keep-mean keeps FAISS's centring for comparison.
+    The refine step is exact either way."""
+    family = "faiss-pca-hnsw-refine"
+
+    def build(self, items, threads):
+        f = self.faiss
+        self.M = self.spec["M"]
+        self.efc = self.spec["efConstruction"]
+        self.pd = self.spec["pca_dim"]
+        self.keep_mean = bool(self.spec.get("pca_keep_mean", False))
+        n = items.shape[0]
+        if self.pd >= self.d:
+            raise SkipFamily(f"--pca-dims {self.pd} must be < d={self.d}")
+        ntrain = min(n, self.spec["pca_train"])
+        if ntrain < n:
+            rows = np.sort(np.random.default_rng(1234).choice(n, ntrain, replace=False))
+            sample = np.ascontiguousarray(items[rows], dtype=np.float32)
+        else:
+            sample = np.ascontiguousarray(items, dtype=np.float32)
+        t0 = time.perf_counter()
+        pca = f.PCAMatrix(self.d, self.pd)
+        # trained on one thread: on the shared 2-core machine the OpenMP-threaded covariance
+        # and eigensolver stalled 10-20x (spin-waiting on a descheduled thread); one thread
+        # takes ~1.5 s for 10k x 1024
+        f.omp_set_num_threads(1)
+        pca.train(sample)
+        f.omp_set_num_threads(threads)
+        del sample
+        if not self.keep_mean:
+            f.copy_array_to_vector(np.zeros(self.d, dtype=np.float32), pca.mean)
+            pca.prepare_Ab()  # A = top-d eigenvectors, b = -A mean = 0
+        log(f"[{self.family}] PCA {self.d}->{self.pd} trained on {ntrain} rows in "
+            f"{time.perf_counter() - t0:.2f}s; mean {'kept' if self.keep_mean else 'zeroed'}")
+        h = f.IndexHNSWFlat(self.pd, self.M, f.METRIC_INNER_PRODUCT)
+        h.hnsw.efConstruction = self.efc
+        base = f.IndexPreTransform(pca, h)
+        self.index = f.IndexRefineFlat(base)
+        self._keep = (h, pca, base)
+        self.hnsw = h.hnsw
+        self.add_all(items)
+
+    def configs(self):
+        out = []
+        for kf in self.args.k_factors:
+            for ef in self.args.ef_search:
+                cfg = {"M": self.M, "efConstruction": self.efc, "efSearch": ef, "k_factor": kf,
+                       "pca_dim": self.pd, "pca_centred": self.keep_mean}
+                out.append((cfg, f"pca={self.pd}{' centred' if self.keep_mean else ''} M={self.M} "
+                                 f"efC={self.efc} ef={ef} kf={kf}"))
+        return out
+
+    def counters(self, nq, k):
+        # the projection (D*d per query), the graph at d dims, the exact rerank at D dims
+        ndis = self.faiss.cvar.hnsw_stats.ndis / nq
+        rerank = k * self.kf
+        return ndis + rerank, self.d * self.pd + ndis * self.pd + rerank * self.d
+
+
 class HnswlibRunner(Runner):
     system = "hnswlib"
 
@@ -509,9 +609,198 @@ class UsearchFull(Runner):
         return c, c * self.d
 
 
+class ScannAH(Runner):
+    """ScaNN (PyPI scann), maximum inner product ("dot_product"): k-means tree with
+    num_leaves leaves (default round(sqrt(n))), anisotropic asymmetric hashing
+    score_ah(2, anisotropic_quantization_threshold=0.2) over the searched leaves, then exact
+    float32 reorder of the best `reorder` AH candidates. Sweeps leaves_to_search x reorder.
+    One query at a time: searcher.search; batch with one thread: search_batched (reported
+    as qps_1_thread_batch); batch with N threads: search_batched_parallel."""
+    system = "scann"
+    family = "scann-ah"
+    tree = True
+    batch_one_thread = True
+
+    def __init__(self, spec, args, d):
+        super().__init__(spec, args, d)
+        try:
+            import scann
+            from scann.scann_ops.py import scann_ops_pybind
+        except Exception as e:  # noqa: BLE001  (ImportError, or a broken native module)
+            raise SkipFamily(f"scann is not importable here: {type(e).__name__}: {e}")
+        self.scann_ops_pybind = scann_ops_pybind
+        self.version = getattr(scann, "__version__", None)
+        self.threads = 1
+        self.cur_threads = None
+
+    def build(self, items, threads):
+        X = np.ascontiguousarray(items, dtype=np.float32)  # ScaNN copies it into its dataset
+        n = X.shape[0]
+        self.n = n
+        sample = min(n, self.spec["train_sample"])
+        self.R_max = max(self.args.scann_reorder)
+        b = self.scann_ops_pybind.builder(X, self.args.k, "dot_product")
+        if self.tree:
+            self.L = self.spec["num_leaves"] or max(1, int(round(math.sqrt(n))))
+            b = b.tree(num_leaves=self.L, num_leaves_to_search=max(1, self.L // 10),
+                       training_sample_size=sample)
+        else:
+            self.L = None
+        b = b.score_ah(2, anisotropic_quantization_threshold=0.2, training_sample_size=sample)
+        b = b.reorder(self.R_max)
+        b.set_n_training_threads(threads)
+        self.searcher = b.build()
+        del X
+
+    def save(self, directory):
+        self.searcher.serialize(directory)
+        return sum(os.path.getsize(os.path.join(directory, fn)) for fn in os.listdir(directory))
+
+    def configs(self):
+        out = []
+        if self.tree:
+            leaves = sorted({min(self.L, max(1, int(round(fr * self.L))))
+                             for fr in self.args.scann_leaf_fractions})
+        else:
+            leaves = [None]
+        for lv in leaves:
+            for R in self.args.scann_reorder:
+                cfg = {"num_leaves": self.L, "leaves_to_search": lv, "reorder": R,
+                       "dims_per_block": 2, "aq_threshold": 0.2}
+                if self.tree:
+                    label = f"leaves={self.L} search={lv} AH2 reorder={R}"
+                else:
+                    label = f"no tree, AH2 reorder={R}"
+                out.append((cfg, label))
+        return out
+
+    def set_config(self, cfg):
+        self.lv = -1 if cfg["leaves_to_search"] is None else cfg["leaves_to_search"]
+        self.R = cfg["reorder"]
+
+    def set_threads(self, t):
+        self.threads = t
+        if t > 1 and t != self.cur_threads:
+            self.searcher.set_num_threads(t)
+            self.cur_threads = t
+
+    @staticmethod
+    def _ids(idx, k):
+        idx = np.asarray(idx)
+        out = np.full((idx.shape[0], k), -1, dtype=np.int64)
+        m = min(k, idx.shape[1])
+        out[:, :m] = idx[:, :m]
+        return out
+
+    def search(self, Q, k):
+        pre = max(self.R, k)
+        if self.threads <= 1:
+            idx, _ = self.searcher.search_batched(Q, k, pre, self.lv)
+        else:
+            # queries are split into batches of batch_size, one batch per pool thread
+            bs = max(1, min(256, math.ceil(Q.shape[0] / (4 * self.threads))))
+            idx, _ = self.searcher.search_batched_parallel(Q, k, pre, self.lv, batch_size=bs)
+        return self._ids(idx, k)
+
+    def search1(self, q, k):
+        idx, _ = self.searcher.search(q[0], final_num_neighbors=k,
+                                      pre_reorder_num_neighbors=max(self.R, k),
+                                      leaves_to_search=self.lv)
+        out = np.full((1, k), -1, dtype=np.int64)
+        idx = np.asarray(idx)[:k]
+        out[0, :idx.shape[0]] = idx
+        return out
+
+    def counters(self, nq, k):
+        if self.tree:
+            return None, None  # which leaves (how many points) a query scored is not exposed
+        # no tree: every item gets an AH score (table lookups, not multiply-adds), then
+        # `reorder` exact full-width scores
+        return float(self.n + max(self.R, k)), None
+
+
+class ScannAHFlat(ScannAH):
+    """ScaNN without partitioning: AH scores for every item, exact reorder (what ScaNN's
+    docs recommend between 20k and 100k items). Opt-in (name it in --only)."""
+    family = "scann-ah-flat"
+    tree = False
+
+
+class Symqg(Runner):
+    """RaBitQ-Library's SymphonyQG (PyPI rabitqlib, SymqgIndex) with metric 'ip':
+    max_degree = --symqg-degree (a multiple of 32), ef_construction = --efc, PiPNN
+    initialisation, raw float vectors (quantization_bits 0) unless --symqg-bits says 4/8.
+    Sweeps ef (searched with max(ef, k), as the library requires ef >= k). One query at a
+    time: search() of a [1, d] array with num_threads=1; batch with one thread: search_batch
+    (num_threads=1) reported as qps_1_thread_batch; N threads: search_batch(num_threads=N)."""
+    system = "rabitqlib"
+    family = "symqg"
+    batch_one_thread = True
+
+    def __init__(self, spec, args, d):
+        super().__init__(spec, args, d)
+        flags = cpu_flags()
+        if flags is not None and "avx2" not in flags:
+            raise SkipFamily("rabitqlib's x86-64 wheels need AVX2/FMA; this CPU has no avx2")
+        try:
+            import rabitqlib
+        except Exception as e:  # noqa: BLE001
+            raise SkipFamily(f"rabitqlib is not importable here: {type(e).__name__}: {e}")
+        if not hasattr(rabitqlib, "SymqgIndex"):
+            raise SkipFamily(f"rabitqlib {getattr(rabitqlib, '__version__', '?')} has no SymqgIndex")
+        self.rabitqlib = rabitqlib
+        self.threads = 1
+
+    def build(self, items, threads):
+        self.degree = self.spec["M"]
+        self.efc = self.spec["efConstruction"]
+        self.bits = self.spec["quantization_bits"]
+        X = np.ascontiguousarray(items, dtype=np.float32)  # held by Python during build
+        n = X.shape[0]
+        if self.degree % 32 or self.degree >= n:
+            raise SkipFamily(f"SymqgIndex needs max_degree a multiple of 32 and < n "
+                             f"(got {self.degree}, n={n})")
+        try:
+            self.index = self.rabitqlib.SymqgIndex(self.d, self.degree, metric="ip",
+                                                   quantization_bits=self.bits)
+        except Exception as e:  # noqa: BLE001
+            raise SkipFamily(f"SymqgIndex(metric='ip', quantization_bits={self.bits}) "
+                             f"refused: {type(e).__name__}: {e}")
+        self.index.build(X, ef_construction=self.efc, num_threads=threads, init="pipnn")
+        del X
+
+    def save(self, directory):
+        path = os.path.join(directory, "index.symqg")
+        self.index.save(path)
+        return os.path.getsize(path)
+
+    def configs(self):
+        k = self.args.k
+        out = []
+        for ef in sorted({max(ef, k) for ef in self.args.ef_search}):
+            cfg = {"M": self.degree, "efConstruction": self.efc, "efSearch": ef,
+                   "quantization_bits": self.bits}
+            out.append((cfg, f"degree={self.degree} efC={self.efc} ef={ef} bits={self.bits}"))
+        return out
+
+    def set_config(self, cfg):
+        self.ef = cfg["efSearch"]
+
+    def set_threads(self, t):
+        self.threads = t
+
+    def search(self, Q, k):
+        ids, _ = self.index.search_batch(Q, k, max(self.ef, k), num_threads=self.threads)
+        return np.asarray(ids).astype(np.int64)
+
+    def search1(self, q, k):
+        ids, _ = self.index.search(q, k, max(self.ef, k), num_threads=1)
+        return np.asarray(ids).astype(np.int64)
+
+
 RUNNERS = {cls.family: cls for cls in [FaissFlat, FaissHNSW, FaissHNSWPrefixRefine, FaissPanoramaFlat,
-                                       FaissPanoramaPrefixRefine, HnswlibFull, HnswlibPrefixRerank,
-                                       UsearchFull]}
+                                       FaissPanoramaPrefixRefine, FaissPCAHNSWRefine, HnswlibFull,
+                                       HnswlibPrefixRerank, UsearchFull, ScannAH, ScannAHFlat, Symqg]}
 
 
 # --------------------------------------------------------------------------- worker
@@ -536,6 +825,17 @@ def timed_single(runner, Q, k):
 
 
 def worker(args, spec, rows_path):
+    """Runs one build and its sweep; a SkipFamily writes its reason to rows_path + '.skip'
+    (the driver reports it) and no row."""
+    try:
+        worker_rows(args, spec, rows_path)
+    except SkipFamily as e:
+        log(f"[{spec['family']}] SKIPPED: {e}")
+        with open(rows_path + ".skip", "w") as f:
+            f.write(str(e))
+
+
+def worker_rows(args, spec, rows_path):
     family = spec["family"]
     cls = RUNNERS[family]
     threads = args.threads_all
@@ -547,8 +847,7 @@ def worker(args, spec, rows_path):
         import faiss
         missing = [c for c in ("IndexFlatIPPanorama", "IndexRefinePanorama") if not hasattr(faiss, c)]
         if missing:
-            log(f"[{family}] faiss {faiss.__version__} has no {', '.join(missing)}: no rows")
-            return
+            raise SkipFamily(f"faiss {faiss.__version__} has no {', '.join(missing)}")
 
     items = np.load(args.items, mmap_mode="r")
     n, d = items.shape
@@ -627,6 +926,19 @@ def worker(args, spec, rows_path):
                 ids10 = ids_b  # every query (the one-thread pass ran a subset)
             best_b = dt if best_b is None else min(best_b, dt)
         qpsN = nq / best_b
+        # one batch call on one thread (families whose library has a batch entry point that
+        # runs on one thread: ScaNN's search_batched, SymphonyQG's search_batch)
+        qps1b = None
+        if getattr(runner, "batch_one_thread", False):
+            runner_threads(1)
+            best_1b = None
+            for rep in range(args.repeats):
+                t0 = time.perf_counter()
+                runner.search(Q, k)
+                dt = time.perf_counter() - t0
+                best_1b = dt if best_1b is None else min(best_1b, dt)
+            qps1b = nq / best_1b
+            runner_threads(threads)
         # recall@100: separate, untimed, same parameters
         r100 = None
         if gt100 is not None:
@@ -660,8 +972,12 @@ def worker(args, spec, rows_path):
             "machine": machine,
             "timestamp": args.timestamp,
         }
+        if qps1b is not None:
+            row["qps_1_thread_batch"] = round(qps1b, 3)
         log(f"[{family}] {label}: R@1 {row['recall_at_1']:.4f} R@10 {row['recall_at_10']} "
-            f"R@100 {r100} qps1 {qps1:.1f} qps{threads} {qpsN:.1f} p50 {row['p50_us']}us")
+            f"R@100 {r100} qps1 {qps1:.1f}"
+            + ("" if qps1b is None else f" qps1-batch {qps1b:.1f}")
+            + f" qps{threads} {qpsN:.1f} p50 {row['p50_us']}us")
         with open(rows_path, "a") as f:
             f.write(json.dumps(row) + "\n")
     t = os.times()
@@ -674,7 +990,10 @@ def worker(args, spec, rows_path):
 def build_specs(args):
     specs = []
     for fam, system in FAMILIES:
-        if args.only and fam not in args.only and system not in args.only:
+        if fam in OPT_IN:
+            if not args.only or fam not in args.only:
+                continue
+        elif args.only and fam not in args.only and system not in args.only:
             continue
         if fam == "faiss-flat-ip":
             specs.append({"family": fam})
@@ -687,6 +1006,21 @@ def build_specs(args):
         elif fam == "faiss-panorama-prefix-refine":
             specs.append({"family": fam, "M": args.M, "efConstruction": args.efc,
                           "n_levels": args.panorama_refine_levels})
+        elif fam == "faiss-pca-hnsw-refine":
+            for pd in args.pca_dims:
+                specs.append({"family": fam, "M": args.M, "efConstruction": args.efc,
+                              "pca_dim": pd, "pca_train": args.pca_train,
+                              "pca_keep_mean": args.pca_keep_mean})
+        elif fam == "scann-ah":
+            for lv in (args.scann_leaves or [0]):  # 0: round(sqrt(n))
+                specs.append({"family": fam, "num_leaves": lv,
+                              "train_sample": args.scann_train_sample})
+        elif fam == "scann-ah-flat":
+            specs.append({"family": fam, "train_sample": args.scann_train_sample})
+        elif fam == "symqg":
+            for bits in args.symqg_bits:
+                specs.append({"family": fam, "M": args.symqg_degree, "efConstruction": args.efc,
+                              "quantization_bits": bits})
         else:
             specs.append({"family": fam, "M": args.M, "efConstruction": args.efc})
     return specs
@@ -707,8 +1041,9 @@ def parse(argv=None):
     ap.add_argument("--only", default=None, help="comma list of systems and/or families")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per configuration; the best is kept")
     ap.add_argument("--M", type=int, default=32, help="graph degree for every HNSW build (default 32)")
-    ap.add_argument("--faiss-efc", type=ints, default=[40, 200],
-                    help="efConstruction values for faiss-hnsw-full (default 40,200)")
+    ap.add_argument("--faiss-efc", "--faiss-efcs", dest="faiss_efc", type=ints, default=[40, 200],
+                    help="efConstruction values for faiss-hnsw-full, one build each, in the same "
+                    "run (default 40,200; rows carry config.efConstruction)")
     ap.add_argument("--efc", type=int, default=200,
                     help="efConstruction for the other graph builds (default 200)")
     ap.add_argument("--ef-search", type=ints, default=[16, 32, 64, 128, 256, 512, 1024])
@@ -717,6 +1052,25 @@ def parse(argv=None):
                     help="n_levels values for faiss-panorama-flat-ip (one build each)")
     ap.add_argument("--panorama-batch", type=int, default=128)
     ap.add_argument("--panorama-refine-levels", type=int, default=16)
+    ap.add_argument("--pca-dims", type=ints, default=[64],
+                    help="PCA output dims for faiss-pca-hnsw-refine, one build each (default 64)")
+    ap.add_argument("--pca-train", type=int, default=100000,
+                    help="items sampled to train the PCA (default 100000; all when fewer)")
+    ap.add_argument("--pca-keep-mean", action="store_true",
+                    help="keep FAISS PCAMatrix's mean subtraction (queries centred too; not the "
+                    "inner-product ranking in the graph); default: mean zeroed after training")
+    ap.add_argument("--scann-leaves", type=ints, default=[],
+                    help="k-means tree leaves for scann-ah, one build each (default round(sqrt(n)))")
+    ap.add_argument("--scann-leaf-fractions", type=floats, default=[0.05, 0.1, 0.2, 0.4, 0.6],
+                    help="leaves_to_search as fractions of the leaves (default 0.05,0.1,0.2,0.4,0.6)")
+    ap.add_argument("--scann-reorder", type=ints, default=[100, 200, 400],
+                    help="exact reorder depths (pre_reorder_num_neighbors; default 100,200,400)")
+    ap.add_argument("--scann-train-sample", type=int, default=100000,
+                    help="training sample of the tree and of AH (ScaNN's default 100000)")
+    ap.add_argument("--symqg-degree", type=int, default=32,
+                    help="SymphonyQG max_degree (a multiple of 32; default 32)")
+    ap.add_argument("--symqg-bits", type=ints, default=[0],
+                    help="SymphonyQG quantization_bits, one build each: 0 raw float, 4, 8 (default 0)")
     ap.add_argument("--exact-queries", type=int, default=1000,
                     help="queries for the exact families' recall and batch timing (the first N)")
     ap.add_argument("--exact-timed-queries", type=int, default=200,
@@ -784,11 +1138,14 @@ def main(argv=None):
                    "--repeats", str(a.repeats), "--M", str(a.M), "--efc", str(a.efc),
                    "--ef-search", ",".join(map(str, a.ef_search)),
                    "--k-factors", ",".join(map(str, a.k_factors)),
+                   "--scann-leaf-fractions", ",".join(map(str, a.scann_leaf_fractions)),
+                   "--scann-reorder", ",".join(map(str, a.scann_reorder)),
                    "--machine", a.machine, "--timestamp", a.timestamp]
     if a.tmpdir:
         passthrough += ["--tmpdir", a.tmpdir]
     t_all = time.time()
     failed = []
+    skipped = []
     total_rows = 0
     for spec in specs:
         with tempfile.NamedTemporaryFile(prefix="peers-rows-", suffix=".jsonl", delete=False) as tf:
@@ -800,13 +1157,24 @@ def main(argv=None):
         with open(rows_path) as f:
             lines = [ln for ln in f if ln.strip()]
         os.unlink(rows_path)
+        skip = None
+        if os.path.exists(rows_path + ".skip"):
+            with open(rows_path + ".skip") as f:
+                skip = f.read().strip()
+            os.unlink(rows_path + ".skip")
         with open(a.out, "a") as f:
             f.writelines(lines)
         total_rows += len(lines)
-        log(f"peers: {spec} -> {len(lines)} rows, rc={rc}, {time.time() - t0:.1f}s")
+        if skip is not None:
+            skipped.append((spec["family"], skip))
+            log(f"peers: {spec} SKIPPED ({skip}), {time.time() - t0:.1f}s")
+        else:
+            log(f"peers: {spec} -> {len(lines)} rows, rc={rc}, {time.time() - t0:.1f}s")
         if rc != 0:
             failed.append((spec, rc))
     log(f"peers: {total_rows} rows in {a.out}, {time.time() - t_all:.1f}s total")
+    for fam, why in skipped:
+        log(f"peers: skipped {fam}: {why}")
     if failed:
         log(f"peers: FAILED builds: {failed}")
         sys.exit(1)
