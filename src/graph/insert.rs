@@ -357,16 +357,25 @@ impl<S: Space> Builder<S> {
                 lists.prefetch(list, false);
             }
             let (lists, list) = self.lists(layer, key_row(c));
-            s.fresh.clear();
+            // Unvisited neighbours, appended without a branch on the (unpredictable) visited
+            // bit: every id is written, the length grows only for new ones.
+            s.fresh.resize(lists.cap, 0);
+            let mut fresh = 0;
             for slot in lists.slots(list) {
                 let nb = slot.load(Relaxed);
                 if nb == NO_NEIGHBOUR {
                     break;
                 }
-                if s.visit(nb) {
-                    self.space.prefetch(nb);
-                    s.fresh.push(nb);
-                }
+                let (word, bit) = (nb as usize / 64, 1u64 << (nb % 64));
+                let w = s.visited[word];
+                s.visited[word] = w | bit;
+                s.fresh[fresh] = nb;
+                fresh += usize::from(w & bit == 0);
+            }
+            s.fresh.truncate(fresh);
+            s.touched.extend_from_slice(&s.fresh);
+            for &nb in &s.fresh {
+                self.space.prefetch(nb);
             }
             self.space.scores(q, &s.fresh, &mut s.scores);
             for (&row, &score) in s.fresh.iter().zip(&s.scores) {
