@@ -161,7 +161,7 @@ fn main() {
         let t = Instant::now();
         let truth = rows_top_k(&items, dim, &queries, 10);
         println!(
-            "exact top-10: {:.1}s; {threads} threads, m {m}, prune {prune:?}",
+            "exact top-10: {:.1}s; {threads} threads, m {m}, native {options:?}",
             t.elapsed().as_secs_f64()
         );
         print!(

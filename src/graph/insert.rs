@@ -185,6 +185,8 @@ struct Scratch {
     probe: Prepared,
     /// The last search's results, best first.
     found: Vec<Key>,
+    /// The new node's links, and a full list re-selected by the heuristic.
+    linked: Vec<Key>,
     selected: Vec<Key>,
     /// Selection heuristic: candidates still undominated, and their rows.
     open: Vec<Key>,
@@ -204,6 +206,7 @@ impl Scratch {
             query: Prepared::default(),
             probe: Prepared::default(),
             found: Vec::new(),
+            linked: Vec::new(),
             selected: Vec::new(),
             open: Vec::new(),
             open_rows: Vec::new(),
@@ -487,7 +490,7 @@ impl<S: Space> Builder<S> {
         for layer in (level + 1..=top_level).rev() {
             cur = self.greedy(&v, cur, layer, s);
         }
-        let mut selected = Vec::new();
+        let mut selected = std::mem::take(&mut s.linked);
         for layer in (0..=level.min(top_level)).rev() {
             let cap = self.lists(layer, q).0.cap;
             self.search_layer(&v, q, cur, layer, self.ef, s);
@@ -514,6 +517,7 @@ impl<S: Space> Builder<S> {
             cur = s.found[0];
         }
         s.query = v;
+        s.linked = selected;
         if let Some(mut top) = top {
             *top = (q, level);
         }
