@@ -258,9 +258,7 @@ impl Index {
             Some((text, path)) => {
                 let d = DefaultPlan::parse(&text)
                     .and_then(|d| {
-                        d.plan
-                            .check_against_layout(&layout)
-                            .map_err(|e| e.to_string())?;
+                        d.check_against_layout(&layout)?;
                         Ok(d)
                     })
                     .map_err(|e| inconsistent(format!("{} (default plan): {e}", path.display())))?;
@@ -406,6 +404,17 @@ impl Index {
                 });
                 match params.width {
                     Some(w) if w < dim => {
+                        // The plan tuned for the nested width that holds `w`, else the
+                        // full-width plan cut to it.
+                        let nested = self.layout.native_width_at_least(w);
+                        if let Some(t) = self
+                            .tuned
+                            .as_ref()
+                            .zip(nested)
+                            .and_then(|(t, n)| t.for_width(n))
+                        {
+                            return Ok((Cow::Borrowed(&t.plan), params.ef.or(t.ef), w));
+                        }
                         let plan = self
                             .default_plan
                             .for_width(&self.layout, w)
