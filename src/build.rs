@@ -704,7 +704,7 @@ impl IndexBuilder {
         let tuned = match self.target_recall {
             Some(target) => {
                 progress.stage("tuning the default plan", 0);
-                let index = Index::assemble(out_dir, manifest.clone(), Default::default())?;
+                let index = Index::assemble(out_dir, manifest.clone(), Default::default(), false)?;
                 // Held-out items are far easier queries than real traffic, which rarely comes
                 // from the items' own distribution (on the generated strong set a plan at
                 // 0.995 on held-out items gives 0.956 on the set's queries): without sample
@@ -741,7 +741,23 @@ impl IndexBuilder {
             None => None,
         };
         let tune_seconds = t_tune.elapsed().as_secs_f64();
-        manifest.plan = tuned.as_ref().map(DefaultPlan::to_text);
+        // Always a plan section: it makes the manifest version 2, so a first-format
+        // DEFAULT_PLAN file left in the directory is never read for this generation.
+        let published = tuned.clone().unwrap_or_else(|| {
+            let layout = Index::assemble(out_dir, manifest.clone(), Default::default(), false)
+                .map(|i| i.layout().clone());
+            let mut d = DefaultPlan::new(
+                match layout {
+                    Ok(l) => crate::plan::SearchPlan::default_for_layout(&l),
+                    Err(_) => crate::plan::SearchPlan::default_for(widths, coarse_width),
+                },
+                None,
+            );
+            d.notes
+                .push("not tuned (built with tuning off): the layout's default plan".into());
+            d
+        });
+        manifest.plan = Some(published.to_text());
 
         let mpath = manifest::manifest_path(out_dir);
         crate::atomic::write_atomic(&mpath, &manifest::encode(&manifest))
@@ -994,8 +1010,10 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
     Ok(header.header_crc32)
 }
 
-/// Removes data files of other generations and leftover temporary files (best effort).
+/// Removes data files of other generations, a first-format `DEFAULT_PLAN` (the new manifest
+/// carries the plans) and leftover temporary files (best effort).
 fn remove_stale(dir: &Path, meta: &ManifestMeta) {
+    let _ = fs::remove_file(dir.join(crate::tune::DEFAULT_PLAN_FILE));
     let keep = [meta.store_file(), meta.graph_file(), meta.space_file()];
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {

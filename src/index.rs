@@ -124,15 +124,17 @@ impl Index {
         }
         let mbytes = std::fs::read(&mpath).map_err(read_err(&mpath))?;
         let manifest = manifest::decode(&mbytes, &mpath.display().to_string())?;
-        Index::assemble(dir, manifest, options)
+        Index::assemble(dir, manifest, options, true)
     }
 
     /// Opens the data files `manifest` names in `dir` (the manifest itself may not be
-    /// published yet: a build tunes its plan through this before publishing).
+    /// published yet: a build tunes its plan through this before publishing, with
+    /// `legacy_plan` false so that a first-format `DEFAULT_PLAN` left there is not read).
     pub(crate) fn assemble(
         dir: &Path,
         manifest: Manifest,
         options: OpenOptions,
+        legacy_plan: bool,
     ) -> Result<Index, IndexError> {
         let mpath = manifest::manifest_path(dir);
         let meta = manifest.meta;
@@ -248,7 +250,7 @@ impl Index {
         let legacy_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
         let tuned_text = match &manifest.plan {
             Some(text) => Some((text.clone(), mpath.clone())),
-            None if manifest.space.is_none() && legacy_path.exists() => Some((
+            None if legacy_plan && manifest.space.is_none() && legacy_path.exists() => Some((
                 std::fs::read_to_string(&legacy_path).map_err(read_err(&legacy_path))?,
                 legacy_path,
             )),

@@ -149,7 +149,7 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
             .map(|e| format!(" ef {e}"))
             .unwrap_or_default()
     );
-    match tuned {
+    match tuned.filter(|t| t.info("recall").is_some()) {
         Some(_) => println!(
             "tuned          recall@{} {} ± {} (target {}) at {} q/s on 1 thread, on {} {}",
             info_of("k").unwrap_or_else(|| "10".into()),
