@@ -18,7 +18,7 @@
 //! time each setting's pick with real searches, one thread ──► the fastest is the default
 //! ```
 
-use crate::exact::{batch_top_k, recall_at};
+use crate::exact::{batch_top_k_gemm, recall_at};
 use crate::graph::search::Candidate;
 use crate::index::IndexError;
 use crate::manifest;
@@ -397,7 +397,7 @@ pub fn tune(
         .bands_for_width(answer)
         .expect("a nested width");
     let extra = usize::from(options.exclude.is_some());
-    let mut truth = batch_top_k(index.store(), queries, k + extra, answer_bands);
+    let mut truth = batch_top_k_gemm(index.store(), queries, k + extra, answer_bands);
     if let Some(ex) = &options.exclude {
         for (t, id) in truth.iter_mut().zip(ex) {
             t.retain(|h| h.id != *id);
