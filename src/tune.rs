@@ -322,8 +322,57 @@ pub const SHRINKS: [f64; 6] = [1.4, 2.0, 10.0 / 3.0, 5.0, 10.0, 1000.0];
 /// One query's coarse pool with the score of every candidate at every later stage width:
 /// `scores[j][i]` is candidate `i`'s score at stage width `j` of [`Widths`].
 struct Pool {
+    /// The coarse candidates, best first.
     cands: Vec<Candidate>,
+    /// `scores[j][i]`, computed when a simulated stage first needs it (NaN until then).
     scores: Vec<Vec<f32>>,
+    /// The (zero-padded) query and its learned code, to score candidates on demand.
+    query: Vec<f32>,
+    code: Vec<f32>,
+}
+
+impl Pool {
+    /// A pool of `cands` (any order) for `query`, nothing scored yet.
+    fn new(index: &Index, widths: &Widths, mut cands: Vec<Candidate>, query: &[f32]) -> Pool {
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        let code_dim = index.space().map_or(0, |s| s.code_dim());
+        let mut code = vec![0f32; code_dim];
+        if let Some(space) = index.space() {
+            space.project_query(query, query.len(), &mut code);
+        }
+        Pool {
+            scores: vec![vec![f32::NAN; cands.len()]; widths.0.len()],
+            cands,
+            query: query.to_vec(),
+            code,
+        }
+    }
+
+    /// Scores candidates `idx` at stage width `col` where not yet scored.
+    fn ensure(&mut self, index: &Index, widths: &Widths, col: usize, idx: &[usize]) {
+        let stage = widths.0[col];
+        let scores = &mut self.scores[col];
+        match stage.space {
+            Space::Learned => {
+                let space = index.space().expect("learned widths come from a space");
+                let nb = space.bands_for_width(stage.width).unwrap_or(0);
+                for &i in idx {
+                    if scores[i].is_nan() {
+                        scores[i] = space.prefix_dot(&self.code, self.cands[i].row as usize, nb);
+                    }
+                }
+            }
+            Space::Native => {
+                let store = index.store();
+                let nb = store.bands_for_width(stage.width).unwrap_or(0);
+                for &i in idx {
+                    if scores[i].is_nan() {
+                        scores[i] = store.prefix_dot(&self.query, self.cands[i].row as usize, nb);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The later stage widths a layout offers, in cascade order.
@@ -428,6 +477,14 @@ pub fn tune(
     let mut fallback: Option<(f64, Coarse, SearchPlan)> = None;
     let mut pruned_graph = false;
     let mut pruned_scan = false;
+    let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
+    let max_scan = settings
+        .iter()
+        .filter_map(|c| match c {
+            Coarse::Scan(k) => Some(*k),
+            Coarse::Graph(_) => None,
+        })
+        .max();
     for &coarse in &settings {
         // A setting whose coarse stage alone is slower than the fastest complete plan so far
         // cannot win, nor can wider ones of its kind.
@@ -438,16 +495,29 @@ pub fn tune(
         if *pruned {
             continue;
         }
-        let explored = explore_setting(
-            index,
-            coarse,
-            queries,
-            width,
-            &truth_rows,
-            &filter_of,
-            &mut scratch,
-            k,
-        )?;
+        let explored = match coarse {
+            Coarse::Graph(_) => {
+                let (pools, secs) =
+                    coarse_pools(index, coarse, queries, width, &filter_of, &mut scratch)?;
+                simulate_setting(index, coarse, secs, &pools, queries, width, &truth_rows, k)
+            }
+            Coarse::Scan(_) => {
+                // One scan keeping the most any scan setting keeps serves them all.
+                if scan.is_none() {
+                    let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    scan = Some(coarse_pools(
+                        index,
+                        all,
+                        queries,
+                        width,
+                        &filter_of,
+                        &mut scratch,
+                    )?);
+                }
+                let (pools, secs) = scan.as_ref().expect("scanned just above");
+                simulate_setting(index, coarse, *secs, pools, queries, width, &truth_rows, k)
+            }
+        };
         if explored.coarse_secs > best_time {
             *pruned = true;
             continue;
@@ -618,31 +688,31 @@ struct Explored {
     plans: Vec<Simulated>,
 }
 
-/// Runs the coarse stage of `coarse` once per query (timed), scores the pools at every
-/// later width and simulates every later-stage plan on them.
-#[allow(clippy::too_many_arguments)]
-fn explore_setting<'f>(
+/// The beam a coarse setting searches with (an exact scan at `n`).
+fn beam(index: &Index, coarse: Coarse) -> usize {
+    match coarse {
+        Coarse::Graph(e) => e,
+        Coarse::Scan(_) => index.len(),
+    }
+}
+
+/// Runs the coarse stage of `coarse` once per query, timed: each query's candidates, and
+/// the seconds per query.
+fn coarse_pools<'f>(
     index: &Index,
     coarse: Coarse,
     queries: &[f32],
     width: usize,
-    truth_rows: &[Vec<u32>],
     filter_of: &dyn Fn(usize) -> Filter<'f>,
     scratch: &mut Scratch,
-    k: usize,
-) -> Result<Explored, SearchError> {
+) -> Result<(Vec<Vec<Candidate>>, f64), SearchError> {
     let dim = index.dim();
     let nq = queries.len() / dim;
     let layout = index.layout();
     let answer = layout
         .native_width_at_least(width)
         .expect("width checked by the caller");
-    let widths = later_widths(index, answer);
     let keep = coarse.keep();
-    let ef = match coarse {
-        Coarse::Graph(e) => e,
-        Coarse::Scan(_) => index.len(),
-    };
     let first = Stage {
         width: layout.coarse_width,
         keep: Keep::Count(keep),
@@ -656,7 +726,7 @@ fn explore_setting<'f>(
     .expect("a probe plan has a valid shape");
     let params = SearchParams {
         plan: Some(probe),
-        ef: Some(ef),
+        ef: Some(beam(index, coarse)),
         width: Some(width),
     };
     let t = Instant::now();
@@ -664,14 +734,43 @@ fn explore_setting<'f>(
     for (i, q) in queries.chunks_exact(dim).enumerate() {
         pools.push(index.coarse_candidates(scratch, q, keep, &params, &filter_of(i))?);
     }
-    let coarse_secs = t.elapsed().as_secs_f64() / nq.max(1) as f64;
-    let pools: Vec<Pool> = pools
-        .into_iter()
+    Ok((pools, t.elapsed().as_secs_f64() / nq.max(1) as f64))
+}
+
+/// Simulates every later-stage plan of a coarse setting keeping `keep` on its pools (the
+/// best `keep` of each query's candidates).
+#[allow(clippy::too_many_arguments)]
+fn simulate_setting(
+    index: &Index,
+    coarse: Coarse,
+    coarse_secs: f64,
+    cands: &[Vec<Candidate>],
+    queries: &[f32],
+    width: usize,
+    truth_rows: &[Vec<u32>],
+    k: usize,
+) -> Explored {
+    let dim = index.dim();
+    let answer = index
+        .layout()
+        .native_width_at_least(width)
+        .expect("width checked by the caller");
+    let widths = later_widths(index, answer);
+    let keep = coarse.keep();
+    let mut pools: Vec<Pool> = cands
+        .iter()
         .zip(queries.chunks_exact(dim))
-        .map(|(cands, q)| score_pool(index, &widths, cands, q))
+        .map(|(c, q)| {
+            let mut c = c.clone();
+            if c.len() > keep {
+                c.select_nth_unstable_by(keep - 1, |a, b| b.cmp(a));
+                c.truncate(keep);
+            }
+            Pool::new(index, &widths, c, q)
+        })
         .collect();
     let candidates = later_plans(index, &widths, keep, k, answer);
-    let results = simulate_many(&candidates, &widths, &pools, truth_rows, k);
+    let results = simulate_many(index, &candidates, &widths, &mut pools, truth_rows, k);
     let plans = candidates
         .into_iter()
         .zip(results)
@@ -685,11 +784,60 @@ fn explore_setting<'f>(
             }
         })
         .collect();
-    Ok(Explored {
-        ef,
+    Explored {
+        ef: beam(index, coarse),
         coarse_secs,
         plans,
-    })
+    }
+}
+
+/// Explores coarse settings: runs each graph setting's coarse stage, and the exact scan once
+/// (keeping the most any scan setting keeps, each scan setting then taking its best
+/// `keep`), and simulates their later stages, handing each to `visit`, which returns
+/// whether to go on.
+#[allow(clippy::too_many_arguments)]
+fn explore<'f>(
+    index: &Index,
+    settings: &[Coarse],
+    queries: &[f32],
+    width: usize,
+    truth_rows: &[Vec<u32>],
+    filter_of: &dyn Fn(usize) -> Filter<'f>,
+    scratch: &mut Scratch,
+    k: usize,
+    visit: &mut dyn FnMut(Coarse, Explored) -> Result<bool, SearchError>,
+) -> Result<(), SearchError> {
+    let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
+    let max_scan = settings
+        .iter()
+        .filter_map(|c| match c {
+            Coarse::Scan(k) => Some(*k),
+            Coarse::Graph(_) => None,
+        })
+        .max();
+    for &coarse in settings {
+        let explored = match coarse {
+            Coarse::Graph(_) => {
+                let (pools, secs) =
+                    coarse_pools(index, coarse, queries, width, filter_of, scratch)?;
+                simulate_setting(index, coarse, secs, &pools, queries, width, truth_rows, k)
+            }
+            Coarse::Scan(_) => {
+                if scan.is_none() {
+                    let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    scan = Some(coarse_pools(
+                        index, all, queries, width, filter_of, scratch,
+                    )?);
+                }
+                let (pools, secs) = scan.as_ref().expect("scanned just above");
+                simulate_setting(index, coarse, *secs, pools, queries, width, truth_rows, k)
+            }
+        };
+        if !visit(coarse, explored)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds per query of `plan` with beam `ef` over `queries` (one thread, after a warm-up).
@@ -753,19 +901,20 @@ pub fn frontier(
     let mut scratch = Scratch::new();
     let none = |_: usize| Filter::NONE;
     let mut explored = Vec::new();
-    for coarse in coarse_settings(index, k) {
-        let e = explore_setting(
-            index,
-            coarse,
-            queries,
-            dim,
-            &truth_rows,
-            &none,
-            &mut scratch,
-            k,
-        )?;
-        explored.push((coarse, e));
-    }
+    explore(
+        index,
+        &coarse_settings(index, k),
+        queries,
+        dim,
+        &truth_rows,
+        &none,
+        &mut scratch,
+        k,
+        &mut |coarse, e| {
+            explored.push((coarse, e));
+            Ok(true)
+        },
+    )?;
     // The rate of the later stages' cost: one plan timed against its coarse stage.
     let mut rate = None;
     for (_, e) in &explored {
@@ -853,7 +1002,8 @@ fn pad_queries(queries: &[f32], dim: usize, width: usize) -> Vec<f32> {
 }
 
 /// Coarse settings from the cheapest up: graph beams (keep = beam) below the exact-scan
-/// threshold, and for catalogues of up to 250,000 items exact scans of the coarse band.
+/// threshold, and for catalogues of up to 250,000 items exact scans of the coarse band
+/// keeping up to [`MAX_SCAN_KEEP`] (the whole catalogue when it is smaller).
 fn coarse_settings(index: &Index, k: usize) -> Vec<Coarse> {
     let n = index.len();
     let mut settings: Vec<Coarse> = KEEPS
@@ -863,50 +1013,22 @@ fn coarse_settings(index: &Index, k: usize) -> Vec<Coarse> {
         .map(Coarse::Graph)
         .collect();
     if n <= 250_000 {
-        settings.extend(
-            KEEPS
-                .iter()
-                .copied()
-                .filter(|&e| e >= k && e < n)
-                .chain(std::iter::once(n))
-                .map(Coarse::Scan),
-        );
+        let mut scans: Vec<usize> = KEEPS
+            .iter()
+            .copied()
+            .filter(|&e| e >= k && e < n && e <= MAX_SCAN_KEEP)
+            .collect();
+        if n <= MAX_SCAN_KEEP {
+            scans.push(n);
+        }
+        settings.extend(scans.into_iter().map(Coarse::Scan));
     }
     settings
 }
 
-/// Scores every candidate of a coarse pool at every later stage width.
-fn score_pool(index: &Index, widths: &Widths, mut cands: Vec<Candidate>, query: &[f32]) -> Pool {
-    cands.sort_unstable_by(|a, b| b.cmp(a));
-    let store = index.store();
-    let mut scores = Vec::with_capacity(widths.0.len());
-    let code_dim = index.space().map_or(0, |s| s.code_dim());
-    let mut code = vec![0f32; code_dim];
-    if let Some(space) = index.space() {
-        space.project_query(query, query.len(), &mut code);
-    }
-    for stage in &widths.0 {
-        let col: Vec<f32> = match stage.space {
-            Space::Learned => {
-                let space = index.space().expect("learned widths come from a space");
-                let nb = space.bands_for_width(stage.width).unwrap_or(0);
-                cands
-                    .iter()
-                    .map(|c| space.prefix_dot(&code, c.row as usize, nb))
-                    .collect()
-            }
-            Space::Native => {
-                let nb = store.bands_for_width(stage.width).unwrap_or(0);
-                cands
-                    .iter()
-                    .map(|c| store.prefix_dot(query, c.row as usize, nb))
-                    .collect()
-            }
-        };
-        scores.push(col);
-    }
-    Pool { cands, scores }
-}
+/// The most an exact-scan setting keeps: scans exist for small catalogues, where a few
+/// thousand candidates are already a large share.
+const MAX_SCAN_KEEP: usize = 5000;
 
 /// The later-stage plans simulated for a coarse keep: with a learned coarse space, each
 /// learned keep (or none) then the full width; natively, geometric shrinks.
@@ -1000,9 +1122,10 @@ fn later_cost(plan: &SearchPlan, keep0: usize, k: usize) -> f64 {
 /// their first stages share the selections of those stages (the plans of a setting are
 /// generated in prefix order).
 fn simulate_many(
+    index: &Index,
     plans: &[SearchPlan],
     widths: &Widths,
-    pools: &[Pool],
+    pools: &mut [Pool],
     truth: &[Vec<u32>],
     k: usize,
 ) -> Vec<(f64, f64)> {
@@ -1015,7 +1138,7 @@ fn simulate_many(
     let mut recalls = vec![Vec::with_capacity(pools.len()); plans.len()];
     // stack[d]: the surviving candidates after stage d of the current plan.
     let mut stack: Vec<(Stage, Vec<usize>)> = Vec::new();
-    for (pool, t) in pools.iter().zip(truth) {
+    for (pool, t) in pools.iter_mut().zip(truth) {
         stack.clear();
         let mut prev: &[Stage] = &[];
         for (p, plan) in plans.iter().enumerate() {
@@ -1035,10 +1158,12 @@ fn simulate_many(
                 };
                 if d > 0 {
                     let col = col_of(s).expect("later widths come from the layout");
+                    pool.ensure(index, widths, col, &idx);
                     let scores = &pool.scores[col];
+                    let cands = &pool.cands;
                     let key = |i: usize| Candidate {
                         score: scores[i],
-                        row: pool.cands[i].row,
+                        row: cands[i].row,
                     };
                     if idx.len() > keep {
                         idx.select_nth_unstable_by(keep - 1, |&a, &b| key(b).cmp(&key(a)));
