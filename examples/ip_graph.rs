@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ef_construction: 200,
         seed: 42,
         metric: mrl_index::graph::build::CoarseMetric::ReducedL2,
+        builder: mrl_index::graph::build::GraphBuilder::HnswRs,
     };
     let t = Instant::now();
     let xbox = build_hnsw(&coarse, c, &params, &|_| {});

@@ -5,7 +5,7 @@
 //! sample queries ──► held out for tuning | fit ──► learned space (space/learn.rs)
 //!        ──► coarse space chosen by coverage on held-out queries (space/choose.rs):
 //!            native prefix, or learned code ──► space-<gen>.mrl
-//!        ──► HNSW over the coarse vectors ──► graph-<gen>.mrl
+//!        ──► HNSW over the coarse vectors (graph::build_graph) ──► graph-<gen>.mrl
 //!        ──► plan tuned on the held-out queries (tune.rs) ──► MANIFEST (publishes all)
 //! ```
 //!
@@ -15,7 +15,7 @@
 
 use crate::atomic::{sync_dir, AtomicFile};
 use crate::graph::build::{
-    build_hnsw, export, write_graph, BuildInfo, CoarseMetric, GraphParams, MAX_M,
+    build_graph, write_graph, BuildInfo, CoarseMetric, GraphBuilder, GraphParams, MAX_M,
 };
 use crate::ingest::{IngestError, VectorSource};
 use crate::manifest::{self, Manifest, ManifestMeta, SpaceRef};
@@ -655,20 +655,19 @@ impl IndexBuilder {
             ef_construction: self.ef_construction,
             seed: self.seed,
             metric: self.coarse_metric,
+            builder: GraphBuilder::default(),
         };
         progress.stage("building coarse graph", n as u64);
-        let reference = build_hnsw(&coarse_vectors, coarse_width, &params, &|k| {
+        let mut exported = build_graph(&coarse_vectors, coarse_width, &params, &|k| {
             progress.advance(k)
         });
         drop(coarse_vectors);
         progress.finish_stage();
-        progress.stage("exporting graph", 0);
-        let mut exported = export(&reference, self.m);
-        drop(reference);
+        progress.stage("writing graph", 0);
         exported.meta.space = u32::from(learned.is_some());
         let info = BuildInfo {
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
-            builder: "hnsw_rs 0.3".to_string(),
+            builder: params.builder.label(),
             m: self.m as u32,
             ef_construction: self.ef_construction as u32,
             max_layer: crate::graph::build::MAX_LAYER as u32,

@@ -96,6 +96,71 @@ impl Bytes {
     }
 }
 
+/// Zero-initialised, writable memory for `len` values of `T` in an anonymous mapping that
+/// starts on a 2 MiB boundary and is advised for transparent huge pages: the graph builder's
+/// rows and neighbour lists, which it reads at random (with 4 KiB pages nearly every such
+/// read would also miss the TLB). Where the kernel gives no huge pages the memory works the
+/// same, only without that gain.
+pub struct HugeZeroed<T> {
+    map: memmap2::MmapMut,
+    start: usize,
+    len: usize,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: bytemuck::Zeroable> HugeZeroed<T> {
+    /// `len` zeroed values.
+    ///
+    /// # Panics
+    ///
+    /// If the memory cannot be mapped (like a `Vec` that cannot allocate).
+    pub fn new(len: usize) -> HugeZeroed<T> {
+        assert!(std::mem::align_of::<T>() <= HUGE_PAGE);
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .expect("size overflows usize");
+        let map = memmap2::MmapMut::map_anon(bytes + HUGE_PAGE)
+            .unwrap_or_else(|e| panic!("cannot map {bytes} bytes of anonymous memory: {e}"));
+        #[cfg(target_os = "linux")]
+        {
+            // Advice is best effort: failure changes performance, never results.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        let start = map.as_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE);
+        HugeZeroed {
+            map,
+            start,
+            len,
+            _values: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Deref for HugeZeroed<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the mapping holds `start + len · size_of::<T>()` bytes (see `new`), `start`
+        // is a multiple of 2 MiB (so of `align_of::<T>()`), anonymous memory starts zeroed and
+        // `T: Zeroable` (checked in `new`, the only constructor) makes zero bytes a valid `T`;
+        // the slice borrows `self`.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(self.start) as *const T, self.len)
+        }
+    }
+}
+
+impl<T> std::ops::DerefMut for HugeZeroed<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, with the unique borrow of `self`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.as_mut_ptr().add(self.start) as *mut T,
+                self.len,
+            )
+        }
+    }
+}
+
 fn bytemuck_blocks_mut(blocks: &mut [Block]) -> &mut [u8] {
     // SAFETY: `Block` is `repr(C)` of `[u8; 64]` with no padding, so a slice of n blocks is
     // exactly 64 * n initialised bytes with the lifetime and mutability of the input.
@@ -132,6 +197,17 @@ impl std::fmt::Debug for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_zeroed_is_zeroed_aligned_and_writable() {
+        let mut v: HugeZeroed<u32> = HugeZeroed::new(3_000_000);
+        assert_eq!(v.len(), 3_000_000);
+        assert_eq!(v.as_ptr() as usize % HUGE_PAGE, 0);
+        assert!(v.iter().all(|&x| x == 0));
+        v[2_999_999] = 7;
+        assert_eq!(v[2_999_999], 7);
+        assert!(HugeZeroed::<u64>::new(0).is_empty());
+    }
 
     #[test]
     fn owned_bytes_are_aligned_and_exact() {

@@ -191,6 +191,51 @@ pub fn batch_top_k_gemm(store: &Store, queries: &[f32], k: usize, n_bands: usize
         .collect()
 }
 
+/// Rows of the items scored per pass in [`rows_top_k`]: small enough to stay in cache while
+/// every query of a block is scored against them.
+const ROW_BLOCK: usize = 512;
+
+/// The exact `k` best rows of `items` (row-major, `dim` floats per row) for each query of
+/// `queries` (row-major, `dim` floats per row) by inner product, best first, ties to the
+/// smaller row. Parallel over blocks of queries on the current rayon pool; each block scans
+/// the items once, in cache-sized blocks of rows.
+pub fn rows_top_k(items: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Candidate>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let n = items.len() / dim;
+    let ids: Vec<u32> = (0..n as u32).collect();
+    let k = k.min(n);
+    queries
+        .par_chunks(QUERY_BLOCK * dim)
+        .flat_map_iter(|block| {
+            let mut heaps: Vec<BinaryHeap<Reverse<Candidate>>> = block
+                .chunks_exact(dim)
+                .map(|_| BinaryHeap::with_capacity(k + 1))
+                .collect();
+            let mut scores = vec![0f32; ROW_BLOCK];
+            for chunk in ids.chunks(ROW_BLOCK) {
+                for (q, heap) in block.chunks_exact(dim).zip(&mut heaps) {
+                    simd::dot_rows(q, items, dim, chunk, &mut scores);
+                    for (&row, &score) in chunk.iter().zip(&scores) {
+                        let c = Candidate { score, row };
+                        if heap.len() < k {
+                            heap.push(Reverse(c));
+                        } else if heap.peek().is_some_and(|w| c > w.0) {
+                            heap.pop();
+                            heap.push(Reverse(c));
+                        }
+                    }
+                }
+            }
+            heaps.into_iter().map(|h| {
+                let mut v: Vec<Candidate> = h.into_iter().map(|r| r.0).collect();
+                v.sort_unstable_by(|a, b| b.cmp(a));
+                v
+            })
+        })
+        .collect()
+}
+
 /// Recall@k: the share of the first `k` true ids found among the first `k` returned ones.
 pub fn recall_at(found: &[Hit], truth: &[Hit], k: usize) -> f64 {
     let truth: Vec<u64> = truth.iter().take(k).map(|h| h.id).collect();
@@ -225,6 +270,31 @@ mod tests {
     use crate::ingest::MatrixSource;
     use crate::store::write_store;
     use std::io::Cursor;
+
+    #[test]
+    fn rows_top_k_equals_a_full_sort() {
+        let (n, dim) = (1300, 20);
+        let gen = crate::synth::MatryoshkaLike::with_dim(dim, 5);
+        let items = gen.items(n);
+        let queries = gen.queries(21);
+        let got = rows_top_k(&items, dim, &queries, 15);
+        for (q, hits) in queries.chunks_exact(dim).zip(&got) {
+            let mut all: Vec<Candidate> = items
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(r, x)| {
+                    let mut s = [0f32];
+                    simd::dot_rows(q, x, dim, &[0], &mut s);
+                    Candidate {
+                        score: s[0],
+                        row: r as u32,
+                    }
+                })
+                .collect();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(hits[..], all[..15]);
+        }
+    }
 
     #[test]
     fn blocked_batch_equals_single_query_scan() {

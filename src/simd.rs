@@ -359,6 +359,155 @@ mod x86 {
     }
 }
 
+/// Inner products of `query` with the rows `ids` of `rows`, a row-major matrix of `stride`
+/// floats per row of which the first `query.len()` are used: `out[i] = query · row(ids[i])`.
+///
+/// The graph builder scores a node's neighbours with one call: one bounds check and one
+/// kernel dispatch per call rather than per row. Each row is summed exactly as [`dot`] sums
+/// it, so the result does not depend on the other ids in the call.
+///
+/// # Panics
+///
+/// If `query` is longer than `stride`, `out` shorter than `ids`, or a row is out of `rows`.
+pub fn dot_rows(query: &[f32], rows: &[f32], stride: usize, ids: &[u32], out: &mut [f32]) {
+    let len = query.len();
+    assert!(len <= stride, "query of {len} floats, rows of {stride}");
+    assert!(out.len() >= ids.len(), "output shorter than the ids");
+    let n_rows = rows.len().checked_div(stride).unwrap_or(0);
+    assert!(
+        ids.iter().all(|&id| (id as usize) < n_rows),
+        "row id out of {n_rows} rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        let k = kernel();
+        if k != Kernel::Scalar {
+            for (o, &id) in out.iter_mut().zip(ids) {
+                // SAFETY: the kernel's instructions were detected; row `id` lies in `rows`
+                // (checked above, with `len <= stride`).
+                *o = unsafe {
+                    let row = rows.as_ptr().add(id as usize * stride);
+                    match k {
+                        Kernel::Avx512 => x86::dot_avx512(query.as_ptr(), row, len),
+                        _ => x86::dot_avx2(query.as_ptr(), row, len),
+                    }
+                };
+            }
+            return;
+        }
+    }
+    for (o, &id) in out.iter_mut().zip(ids) {
+        let start = id as usize * stride;
+        *o = dot(query, &rows[start..start + len]);
+    }
+}
+
+/// Inner products of `weights` with the rows `ids` of `codes`, a row-major matrix of `stride`
+/// bytes per row of which the first `weights.len()` are used, plus `bias`:
+/// `out[i] = bias + Σ_d weights[d] · codes[row(ids[i])][d]`.
+///
+/// This is how 8-bit codes `x_d ≈ lo_d + step_d · c_d` are scored against an `f32` vector
+/// `q`: with `weights = q ∘ step` and `bias = q · lo` the result is `q · x̂`. With AVX2 and
+/// FMA (checked at run time) each row is widened eight bytes at a time into four `f32`
+/// accumulators; the result does not depend on the other ids in the call.
+///
+/// # Panics
+///
+/// If `weights` is longer than `stride`, `out` shorter than `ids`, or a row is out of `codes`.
+pub fn dot_u8_rows(
+    weights: &[f32],
+    bias: f32,
+    codes: &[u8],
+    stride: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) {
+    let len = weights.len();
+    assert!(
+        len <= stride,
+        "weights of {len} values, rows of {stride} bytes"
+    );
+    assert!(out.len() >= ids.len(), "output shorter than the ids");
+    let n_rows = codes.len().checked_div(stride).unwrap_or(0);
+    assert!(
+        ids.iter().all(|&id| (id as usize) < n_rows),
+        "row id out of {n_rows} rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above); every row read lies inside
+        // `codes` (the ids were checked against its length, and `len <= stride`).
+        unsafe { dot_u8_rows_avx2(weights, bias, codes, stride, ids, out) };
+        return;
+    }
+    for (o, &id) in out.iter_mut().zip(ids) {
+        let start = id as usize * stride;
+        let row = &codes[start..start + len];
+        *o = bias
+            + weights
+                .iter()
+                .zip(row)
+                .map(|(&w, &c)| w * f32::from(c))
+                .sum::<f32>();
+    }
+}
+
+/// [`dot_u8_rows`] on AVX2 with FMA.
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA, and `ids[i] · stride + weights.len() <= codes.len()`
+/// for every id.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_u8_rows_avx2(
+    weights: &[f32],
+    bias: f32,
+    codes: &[u8],
+    stride: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let len = weights.len();
+    let w = weights.as_ptr();
+    for (o, &id) in out.iter_mut().zip(ids) {
+        // SAFETY: the caller guarantees the row and the CPU features; 8-byte loads of codes
+        // stay inside the row's first `len` bytes, loads are unaligned.
+        unsafe {
+            let r = codes.as_ptr().add(id as usize * stride);
+            let widen = |k: usize| {
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    r.add(k) as *const __m128i
+                )))
+            };
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i + 32 <= len {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let k = i + 8 * j;
+                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(k)), widen(k), *a);
+                }
+                i += 32;
+            }
+            while i + 8 <= len {
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(i)), widen(i), acc[0]);
+                i += 8;
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            let mut sum = _mm_cvtss_f32(h);
+            while i < len {
+                sum += *w.add(i) * f32::from(*r.add(i));
+                i += 1;
+            }
+            *o = bias + sum;
+        }
+    }
+}
+
 /// Hints the CPU to start loading the cache line holding `ptr`.
 ///
 /// Used by the graph search and the cascade to overlap the memory latency of the next rows
@@ -453,6 +602,52 @@ mod tests {
             let fast = l2_squared(&a, &b);
             let slow: f64 = a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
             prop_assert!((f64::from(fast) - slow).abs() <= slow * 1e-5 + 1e-5);
+        }
+
+        #[test]
+        fn dot_rows_matches_scalar(
+            (len, extra, rows) in (0usize..200, 1usize..20).prop_flat_map(|(len, extra)| (
+                Just(len),
+                Just(extra),
+                prop::collection::vec(-10.0f32..10.0, (len + extra) * 6),
+            )),
+            ids in prop::collection::vec(0u32..5, 0..12),
+        ) {
+            let stride = len + extra;
+            let query = &rows[5 * stride..5 * stride + len];
+            let mut out = vec![0f32; ids.len()];
+            dot_rows(query, &rows[..5 * stride], stride, &ids, &mut out);
+            for (&id, &got) in ids.iter().zip(&out) {
+                let row = &rows[id as usize * stride..id as usize * stride + len];
+                let want = dot_scalar(query, row);
+                prop_assert!((got - want).abs() <= tolerance(query, row),
+                    "row {id}: {got} vs {want} at len {len}");
+            }
+        }
+
+        #[test]
+        fn dot_u8_rows_matches_scalar(
+            (len, extra, codes, weights) in (0usize..200, 1usize..20).prop_flat_map(|(len, extra)| (
+                Just(len),
+                Just(extra),
+                prop::collection::vec(any::<u8>(), (len + extra) * 5),
+                prop::collection::vec(-10.0f32..10.0, len),
+            )),
+            ids in prop::collection::vec(0u32..5, 0..12),
+            bias in -5.0f32..5.0,
+        ) {
+            let stride = len + extra;
+            let mut out = vec![0f32; ids.len()];
+            dot_u8_rows(&weights, bias, &codes, stride, &ids, &mut out);
+            for (&id, &got) in ids.iter().zip(&out) {
+                let row: Vec<f32> = codes[id as usize * stride..id as usize * stride + len]
+                    .iter()
+                    .map(|&c| f32::from(c))
+                    .collect();
+                let want = bias + dot_scalar(&weights, &row);
+                let tol = tolerance(&weights, &row) + 1e-5 * bias.abs();
+                prop_assert!((got - want).abs() <= tol, "row {id}: {got} vs {want} at len {len}");
+            }
         }
 
         #[test]

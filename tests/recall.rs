@@ -4,9 +4,11 @@
 mod common;
 
 use mrl_index::build::SpaceChoice;
-use mrl_index::exact::{batch_top_k, mean_recall, recall_at};
-use mrl_index::graph::build::{build_hnsw, export, write_graph, BuildInfo, GraphParams};
-use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
+use mrl_index::exact::{batch_top_k, mean_recall, recall_at, rows_top_k};
+use mrl_index::graph::build::{
+    build_graph, build_hnsw, export, write_graph, BuildInfo, GraphBuilder, GraphParams,
+};
+use mrl_index::graph::search::{search_graph, Candidate, GraphScratch, MatrixScorer};
 use mrl_index::graph::CoarseGraph;
 use mrl_index::search::PrefixScorer;
 use mrl_index::{Filter, Index, IndexBuilder, OpenOptions, SearchParams, SearchPlan};
@@ -152,6 +154,7 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         ef_construction: 100,
         seed: 5,
         metric: Default::default(),
+        builder: GraphBuilder::HnswRs,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -212,4 +215,87 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
             "ef {ef}: own {ours} < hnsw_rs {theirs}"
         );
     }
+}
+
+/// Coarse recall@10 of `graph` searched by the index's own beam search at `ef`, against the
+/// exact top-10 on the same rows.
+fn graph_recall(
+    graph: &CoarseGraph,
+    rows: &[f32],
+    dim: usize,
+    queries: &[f32],
+    truth: &[Vec<Candidate>],
+    ef: usize,
+) -> f64 {
+    let mut scratch = GraphScratch::default();
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut found = 0;
+    for (q, t) in queries.chunks_exact(dim).zip(truth) {
+        let scorer = MatrixScorer::new(rows, dim, q);
+        search_graph(graph, &scorer, ef, &mut scratch, |_| true, &mut out);
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        found += out
+            .iter()
+            .take(10)
+            .filter(|c| t.iter().any(|x| x.row == c.row))
+            .count();
+    }
+    found as f64 / (10 * truth.len()) as f64
+}
+
+#[test]
+fn native_graph_recall_at_least_hnsw_rs_graph() {
+    // Both builders on the same rows with the same parameters, both graphs searched by
+    // search_graph: the native graph must find the exact top-10 at least as often as the
+    // hnsw_rs one, less a small tolerance for the randomness of two different builds.
+    let (n, nq, dim, seed) = (10_000usize, 500usize, 64usize, 17u64);
+    println!("generated Matryoshka-like set: {n} items × {dim} dims, {nq} queries, seed {seed}");
+    let gen = mrl_index::synth::MatryoshkaLike::with_dim(dim, seed);
+    let (rows, queries) = (gen.items(n), gen.queries(nq));
+    let truth = rows_top_k(&rows, dim, &queries, 10);
+    let info = |builder: GraphBuilder| BuildInfo {
+        crate_version: "test".into(),
+        builder: builder.label(),
+        m: 16,
+        ef_construction: 100,
+        max_layer: 16,
+        seed,
+        threads: 0,
+        build_seconds: 0.0,
+    };
+    let graphs: Vec<CoarseGraph> = [GraphBuilder::Native, GraphBuilder::HnswRs]
+        .into_iter()
+        .map(|builder| {
+            let params = GraphParams {
+                m: 16,
+                ef_construction: 100,
+                seed,
+                builder,
+                ..Default::default()
+            };
+            let graph = build_graph(&rows, dim, &params, &|_| {}).to_coarse_graph(&info(builder));
+            graph.verify().unwrap();
+            graph
+        })
+        .collect();
+    for ef in [10usize, 32, 64] {
+        let native = graph_recall(&graphs[0], &rows, dim, &queries, &truth, ef);
+        let reference = graph_recall(&graphs[1], &rows, dim, &queries, &truth, ef);
+        println!("ef {ef}: coarse recall@10 native {native:.4}, hnsw_rs {reference:.4}");
+        assert!(
+            native >= reference - 0.01,
+            "ef {ef}: native {native} < hnsw_rs {reference} (seed {seed})"
+        );
+    }
+}
+
+#[test]
+fn index_build_records_the_native_builder() {
+    let b = common::build(2000, 5, 128, 3, IndexBuilder::new().threads(1));
+    let info = b.index.graph().build_info().expect("build info decodes");
+    assert!(
+        info.builder.starts_with("mrl-index native"),
+        "builder {:?}",
+        info.builder
+    );
 }

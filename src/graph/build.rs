@@ -1,10 +1,11 @@
-//! Building the coarse graph with `hnsw_rs` and exporting it into this crate's graph file.
+//! Building the coarse graph and writing it into this crate's graph file.
 //!
-//! `hnsw_rs` inserts points concurrently and its search allocates on every step, so it is used
-//! for construction only: [`build_hnsw`] inserts the prefixes, [`export`]
-//! copies its layers into flat neighbour lists, and [`write_graph`] writes them. The
-//! [`ReferenceHnsw`] keeps `hnsw_rs`'s own search available as the reference tests compare
-//! against.
+//! [`build_graph`] dispatches on [`GraphBuilder`]: the native builder ([`super::insert`], the
+//! default) or `hnsw_rs`. `hnsw_rs` inserts points concurrently and its search allocates on
+//! every step, so it is used for construction only: [`build_hnsw`] inserts the prefixes,
+//! [`export`] copies its layers into flat neighbour lists. Either way [`write_graph`] writes
+//! the [`ExportedGraph`]. The [`ReferenceHnsw`] keeps `hnsw_rs`'s own search available as the
+//! reference tests compare against.
 
 use super::{section, GraphMeta, GRAPH_MAGIC, NO_NEIGHBOUR};
 use crate::format::ContainerWriter;
@@ -42,6 +43,27 @@ impl CoarseMetric {
     }
 }
 
+/// Which implementation builds the coarse graph. Both write the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GraphBuilder {
+    /// This crate's HNSW builder ([`super::insert`]): flat preallocated lists, per-node
+    /// locks, batched SIMD scoring. The default.
+    #[default]
+    Native,
+    /// `hnsw_rs`, then [`export`]: the reference the native graph is tested against.
+    HnswRs,
+}
+
+impl GraphBuilder {
+    /// The name recorded in [`BuildInfo::builder`].
+    pub fn label(self) -> String {
+        match self {
+            GraphBuilder::Native => format!("mrl-index native {}", env!("CARGO_PKG_VERSION")),
+            GraphBuilder::HnswRs => "hnsw_rs 0.3".to_string(),
+        }
+    }
+}
+
 /// Parameters of the graph build, with the HNSW paper's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraphParams {
@@ -53,6 +75,46 @@ pub struct GraphParams {
     pub seed: u64,
     /// Neighbour selection during the build.
     pub metric: CoarseMetric,
+    /// The implementation that builds the graph.
+    pub builder: GraphBuilder,
+}
+
+impl Default for GraphParams {
+    /// `IndexBuilder`'s defaults: `m` 16, `ef_construction` 200, seed 42, inner product,
+    /// the native builder.
+    fn default() -> Self {
+        GraphParams {
+            m: 16,
+            ef_construction: 200,
+            seed: 42,
+            metric: CoarseMetric::default(),
+            builder: GraphBuilder::default(),
+        }
+    }
+}
+
+/// Builds the coarse graph over the rows of `coarse` (n × `dim`) with the implementation
+/// `params.builder` names, on the current rayon pool (bit-reproducible with one thread).
+/// `on_inserted` is called with counts as insertion progresses.
+///
+/// Parameters must have been validated (`m` in 2..=256, `ef_construction` ≥ 1) and `coarse`
+/// must hold at least one row.
+pub fn build_graph(
+    coarse: &[f32],
+    dim: usize,
+    params: &GraphParams,
+    on_inserted: &(dyn Fn(u64) + Sync),
+) -> ExportedGraph {
+    match params.builder {
+        GraphBuilder::Native => super::insert::build_native(
+            coarse,
+            dim,
+            params,
+            &super::insert::NativeOptions::default(),
+            on_inserted,
+        ),
+        GraphBuilder::HnswRs => export(&build_hnsw(coarse, dim, params, on_inserted), params.m),
+    }
 }
 
 /// The build-time dissimilarity handed to `hnsw_rs`, clamped at 0 as it requires.
@@ -240,6 +302,18 @@ pub struct ExportedGraph {
     pub layer0: Vec<u32>,
     /// For each layer ≥ 1: sorted node rows and their `k × m` links.
     pub upper: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+impl ExportedGraph {
+    /// The graph as a searchable [`super::CoarseGraph`] in memory (written with `info`, then
+    /// parsed): for experiments and tests that do not write an index.
+    pub fn to_coarse_graph(&self, info: &BuildInfo) -> super::CoarseGraph {
+        let bytes = write_graph(io::Cursor::new(Vec::new()), self, info)
+            .expect("writing to memory cannot fail")
+            .into_inner();
+        super::CoarseGraph::from_bytes(crate::bytes::Bytes::copy_from(&bytes), "in-memory graph")
+            .expect("a built graph parses")
+    }
 }
 
 /// Copies the layers of an `hnsw_rs` graph into flat neighbour lists (closest first, as

@@ -1,6 +1,7 @@
 //! The coarse graph: an HNSW graph over the first `coarse_dim` dims of every item, built by
-//! `hnsw_rs` ([`build`]) and exported into a compact file of flat `u32` neighbour lists that is
-//! memory-mapped and searched by this crate's own beam search ([`search`]).
+//! this crate's builder ([`insert`]; `hnsw_rs` remains as a reference, [`build`]) into a
+//! compact file of flat `u32` neighbour lists that is memory-mapped and searched by this
+//! crate's own beam search ([`search`]).
 //!
 //! ```text
 //! layer 0:  n × m0 u32            row r's neighbours at offset r·m0, padded with u32::MAX
@@ -14,6 +15,8 @@
 //! `q·x` on the prefix band.
 
 pub mod build;
+pub mod insert;
+pub mod scoring;
 pub mod search;
 
 use crate::bytes::Bytes;

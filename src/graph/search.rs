@@ -15,6 +15,40 @@ pub trait CoarseScorer {
     fn prefetch(&self, row: u32);
 }
 
+/// Scores rows of a plain row-major matrix (`dim` floats per row) against one query: graph
+/// experiments and tests on prefixes that are not in a store.
+#[derive(Debug, Clone, Copy)]
+pub struct MatrixScorer<'a> {
+    rows: &'a [f32],
+    dim: usize,
+    query: &'a [f32],
+}
+
+impl<'a> MatrixScorer<'a> {
+    /// A scorer of `query` (its first `dim` values are used) over `rows`.
+    pub fn new(rows: &'a [f32], dim: usize, query: &'a [f32]) -> MatrixScorer<'a> {
+        MatrixScorer {
+            rows,
+            dim,
+            query: &query[..dim],
+        }
+    }
+}
+
+impl CoarseScorer for MatrixScorer<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        let start = row as usize * self.dim;
+        crate::simd::dot(self.query, &self.rows[start..start + self.dim])
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        let ptr = self.rows.as_ptr().wrapping_add(row as usize * self.dim);
+        crate::simd::prefetch_bytes(ptr, self.dim * 4);
+    }
+}
+
 /// A row with its score. Ordered by score, ties broken towards the smaller row, so that
 /// searches are deterministic.
 #[derive(Debug, Clone, Copy, PartialEq)]
