@@ -284,14 +284,15 @@ impl Default for IndexBuilder {
 pub const DEFAULT_TARGET_RECALL: f64 = 0.95;
 /// Results per query the tuning target refers to.
 pub const TUNE_K: usize = 10;
-/// Largest learned code a build makes by default: 128 dims (one eighth of a 1024-d store).
-pub const MAX_DEFAULT_CODE_DIM: usize = 128;
+/// Largest learned code a build makes by default: 256 dims (an eighth of a 1024-d store's
+/// bytes, the code being stored in half precision).
+pub const MAX_DEFAULT_CODE_DIM: usize = 256;
 
-/// The default learned code dimension for `dim`-d vectors: an eighth of the full width (the
-/// code then costs at most an eighth of the store), a multiple of 16, between 16 and
-/// [`MAX_DEFAULT_CODE_DIM`], never beyond `dim`.
+/// The default learned code dimension for `dim`-d vectors: a quarter of the full width (in
+/// half precision the code then costs an eighth of the store), a multiple of 16, between 16
+/// and [`MAX_DEFAULT_CODE_DIM`], never beyond `dim`.
 pub fn default_code_dim(dim: usize) -> usize {
-    ((dim / 8) / 16 * 16)
+    ((dim / 4) / 16 * 16)
         .clamp(16, MAX_DEFAULT_CODE_DIM)
         .min(dim)
 }
@@ -305,6 +306,19 @@ pub fn default_widths(dim: usize, coarse_dim: usize) -> Vec<usize> {
         w *= 2;
     }
     widths.push(dim);
+    widths
+}
+
+/// The nested widths of a learned code of `code_dim` dims whose first band (the graph's) is
+/// `coarse` wide: doubling from `coarse`, ending at `code_dim`.
+pub fn code_widths(coarse: usize, code_dim: usize) -> Vec<usize> {
+    let mut widths = Vec::new();
+    let mut w = coarse.min(code_dim).max(1);
+    while w < code_dim {
+        widths.push(w);
+        w *= 2;
+    }
+    widths.push(code_dim);
     widths
 }
 
@@ -619,11 +633,7 @@ impl IndexBuilder {
         let mut space_ref = None;
         let mut space_bytes = 0;
         if let (Some(fitted), Some(codes)) = (&learned, &codes) {
-            let code_widths: Vec<usize> = if coarse_code < code_dim {
-                vec![coarse_code, code_dim]
-            } else {
-                vec![code_dim]
-            };
+            let code_widths = code_widths(coarse_code, code_dim);
             let space_path = out_dir.join(manifest::space_file_name(generation));
             let file = AtomicFile::create(&space_path).map_err(io_err(&space_path))?;
             let file = write_space(file, fitted, &code_widths, codes, self.seed)
@@ -693,7 +703,7 @@ impl IndexBuilder {
         let tuned = match self.target_recall {
             Some(target) => {
                 progress.stage("tuning the default plan", 0);
-                let index = Index::assemble(out_dir, manifest.clone(), Default::default())?;
+                let index = Index::assemble(out_dir, manifest.clone(), Default::default(), false)?;
                 // Held-out items are far easier queries than real traffic, which rarely comes
                 // from the items' own distribution (on the generated strong set a plan at
                 // 0.995 on held-out items gives 0.956 on the set's queries): without sample
@@ -708,13 +718,45 @@ impl IndexBuilder {
                     ..TuneOptions::new(TUNE_K, internal)
                 };
                 let result = tune(&index, &held.queries, &options)?;
+                let mut plan = result.default_plan(TUNE_K, internal, &held.describe());
+                // Every narrower nested width gets its own plan: the learned code ranks a
+                // truncated query less well than a whole one, and a native graph needs less
+                // for a short sub-model.
+                let nq = (held.queries.len() / dim).min(WIDTH_TUNE_QUERIES);
+                for &w in widths.iter().filter(|&&w| w < dim) {
+                    let options = TuneOptions {
+                        width: Some(w),
+                        exclude: options.exclude.as_ref().map(|e| e[..nq].to_vec()),
+                        ..options.clone()
+                    };
+                    let r = tune(&index, &held.queries[..nq * dim], &options)?;
+                    let mut p = r.default_plan(TUNE_K, internal, &held.describe());
+                    p.notes.clear();
+                    plan.widths.push((w, p));
+                }
                 progress.finish_stage();
-                Some(result.default_plan(TUNE_K, internal, &held.describe()))
+                Some(plan)
             }
             None => None,
         };
         let tune_seconds = t_tune.elapsed().as_secs_f64();
-        manifest.plan = tuned.as_ref().map(DefaultPlan::to_text);
+        // Always a plan section: it makes the manifest version 2, so a first-format
+        // DEFAULT_PLAN file left in the directory is never read for this generation.
+        let published = tuned.clone().unwrap_or_else(|| {
+            let layout = Index::assemble(out_dir, manifest.clone(), Default::default(), false)
+                .map(|i| i.layout().clone());
+            let mut d = DefaultPlan::new(
+                match layout {
+                    Ok(l) => crate::plan::SearchPlan::default_for_layout(&l),
+                    Err(_) => crate::plan::SearchPlan::default_for(widths, coarse_width),
+                },
+                None,
+            );
+            d.notes
+                .push("not tuned (built with tuning off): the layout's default plan".into());
+            d
+        });
+        manifest.plan = Some(published.to_text());
 
         let mpath = manifest::manifest_path(out_dir);
         crate::atomic::write_atomic(&mpath, &manifest::encode(&manifest))
@@ -828,6 +870,9 @@ impl HeldOut {
 /// Without sample queries the build tunes on held-out items for a miss rate this many times
 /// smaller than the target's.
 pub const FALLBACK_MISS_DIVISOR: f64 = 10.0;
+
+/// Held-out queries each narrower width is tuned on at most.
+const WIDTH_TUNE_QUERIES: usize = 300;
 
 /// Held-out queries the coverage comparison uses at most.
 const COVERAGE_QUERIES: usize = 500;
@@ -964,8 +1009,10 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
     Ok(header.header_crc32)
 }
 
-/// Removes data files of other generations and leftover temporary files (best effort).
+/// Removes data files of other generations, a first-format `DEFAULT_PLAN` (the new manifest
+/// carries the plans) and leftover temporary files (best effort).
 fn remove_stale(dir: &Path, meta: &ManifestMeta) {
+    let _ = fs::remove_file(dir.join(crate::tune::DEFAULT_PLAN_FILE));
     let keep = [meta.store_file(), meta.graph_file(), meta.space_file()];
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {

@@ -92,6 +92,105 @@ pub fn batch_top_k(store: &Store, queries: &[f32], k: usize, n_bands: usize) -> 
         .collect()
 }
 
+/// Queries per block of [`batch_top_k_gemm`].
+const GEMM_QUERIES: usize = 256;
+/// Items per block of [`batch_top_k_gemm`].
+const GEMM_ITEMS: usize = 4096;
+/// Candidates per query kept from the matrix products before the exact rescoring.
+const GEMM_MARGIN: usize = 16;
+
+/// [`batch_top_k`] through blocked matrix products (faer's GEMM): the ground truth of large
+/// catalogues several times faster. Each query's best `k + 16` by the products' scores are
+/// rescored exactly as [`top_k`] scores them (band by band), so the answer and its scores
+/// equal [`top_k`]'s unless a true top-k item was more than 16 places below it in the
+/// products' rounding. Parallel over blocks of 256 queries on the current rayon pool.
+pub fn batch_top_k_gemm(store: &Store, queries: &[f32], k: usize, n_bands: usize) -> Vec<Vec<Hit>> {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, Mat, MatRef, Par};
+    let dim = store.dim();
+    let n = store.len();
+    let depth = (k + GEMM_MARGIN).min(n);
+    let bands = &store.bands()[..n_bands];
+    let blocks: Vec<&[f32]> = queries.chunks(GEMM_QUERIES * dim).collect();
+    blocks
+        .par_iter()
+        .flat_map_iter(|block| {
+            let m = block.len() / dim;
+            let mut pools: Vec<(Vec<Candidate>, f32)> =
+                (0..m).map(|_| (Vec::new(), f32::NEG_INFINITY)).collect();
+            let mut scores = Mat::<f32>::zeros(m, GEMM_ITEMS);
+            let mut start = 0;
+            while start < n {
+                let rows = GEMM_ITEMS.min(n - start);
+                for (b, band) in bands.iter().enumerate() {
+                    let q = MatRef::from_row_major_slice_with_stride(
+                        &block[band.start..],
+                        m,
+                        band.width(),
+                        dim,
+                    );
+                    let data =
+                        &store.band_data(b)[start * band.stride..(start + rows) * band.stride];
+                    let x = MatRef::from_row_major_slice_with_stride(
+                        data,
+                        rows,
+                        band.width(),
+                        band.stride,
+                    );
+                    let beta = if b == 0 { Accum::Replace } else { Accum::Add };
+                    matmul(
+                        scores.as_mut().subcols_mut(0, rows),
+                        beta,
+                        q,
+                        x.transpose(),
+                        1.0f32,
+                        Par::Seq,
+                    );
+                }
+                for (j, (pool, floor)) in pools.iter_mut().enumerate() {
+                    for r in 0..rows {
+                        let s = scores[(j, r)];
+                        if s >= *floor {
+                            pool.push(Candidate {
+                                score: s,
+                                row: (start + r) as u32,
+                            });
+                            if pool.len() >= 4 * depth + 256 {
+                                pool.select_nth_unstable_by(depth - 1, |a, b| b.cmp(a));
+                                pool.truncate(depth);
+                                *floor = pool.iter().map(|c| c.score).fold(f32::INFINITY, f32::min);
+                            }
+                        }
+                    }
+                }
+                start += rows;
+            }
+            pools
+                .into_iter()
+                .enumerate()
+                .map(|(j, (mut pool, _))| {
+                    if pool.len() > depth {
+                        pool.select_nth_unstable_by(depth - 1, |a, b| b.cmp(a));
+                        pool.truncate(depth);
+                    }
+                    let q = &block[j * dim..(j + 1) * dim];
+                    for c in pool.iter_mut() {
+                        c.score = store.prefix_dot(q, c.row as usize, n_bands);
+                    }
+                    pool.sort_unstable_by(|a, b| b.cmp(a));
+                    pool.truncate(k);
+                    pool.into_iter()
+                        .map(|c| Hit {
+                            id: store.id(c.row as usize),
+                            score: c.score,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Rows of the items scored per pass in [`rows_top_k`]: small enough to stay in cache while
 /// every query of a block is scored against them.
 const ROW_BLOCK: usize = 512;
@@ -219,5 +318,28 @@ mod tests {
             coarse[3],
             top_k(&store, &queries[3 * dim..4 * dim], 7, 1, &Filter::NONE)
         );
+    }
+
+    #[test]
+    fn gemm_batch_equals_single_query_scan() {
+        // More items than one GEMM block and more queries than one query block, widths not
+        // multiples of the band stride.
+        let (n, dim) = (9000, 40);
+        let gen = crate::synth::MatryoshkaLike::with_dim(dim, 4);
+        let src = MatrixSource::new(gen.items(n), dim).unwrap();
+        let widths = [8, 24, 40];
+        let norms = vec![1.0; n * 3];
+        let bytes = write_store(Cursor::new(Vec::new()), &src, &widths, &norms, None, |_| {})
+            .unwrap()
+            .into_inner();
+        let store = Store::from_bytes(Bytes::copy_from(&bytes), "t").unwrap();
+        let queries = gen.queries(300);
+        for (k, bands) in [(10, 3), (25, 2), (1, 1)] {
+            let fast = batch_top_k_gemm(&store, &queries, k, bands);
+            assert_eq!(fast.len(), 300);
+            for (q, hits) in queries.chunks_exact(dim).zip(&fast) {
+                assert_eq!(hits, &top_k(&store, q, k, bands, &Filter::NONE));
+            }
+        }
     }
 }

@@ -124,15 +124,17 @@ impl Index {
         }
         let mbytes = std::fs::read(&mpath).map_err(read_err(&mpath))?;
         let manifest = manifest::decode(&mbytes, &mpath.display().to_string())?;
-        Index::assemble(dir, manifest, options)
+        Index::assemble(dir, manifest, options, true)
     }
 
     /// Opens the data files `manifest` names in `dir` (the manifest itself may not be
-    /// published yet: a build tunes its plan through this before publishing).
+    /// published yet: a build tunes its plan through this before publishing, with
+    /// `legacy_plan` false so that a first-format `DEFAULT_PLAN` left there is not read).
     pub(crate) fn assemble(
         dir: &Path,
         manifest: Manifest,
         options: OpenOptions,
+        legacy_plan: bool,
     ) -> Result<Index, IndexError> {
         let mpath = manifest::manifest_path(dir);
         let meta = manifest.meta;
@@ -248,7 +250,7 @@ impl Index {
         let legacy_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
         let tuned_text = match &manifest.plan {
             Some(text) => Some((text.clone(), mpath.clone())),
-            None if manifest.space.is_none() && legacy_path.exists() => Some((
+            None if legacy_plan && manifest.space.is_none() && legacy_path.exists() => Some((
                 std::fs::read_to_string(&legacy_path).map_err(read_err(&legacy_path))?,
                 legacy_path,
             )),
@@ -258,9 +260,7 @@ impl Index {
             Some((text, path)) => {
                 let d = DefaultPlan::parse(&text)
                     .and_then(|d| {
-                        d.plan
-                            .check_against_layout(&layout)
-                            .map_err(|e| e.to_string())?;
+                        d.check_against_layout(&layout)?;
                         Ok(d)
                     })
                     .map_err(|e| inconsistent(format!("{} (default plan): {e}", path.display())))?;
@@ -406,6 +406,17 @@ impl Index {
                 });
                 match params.width {
                     Some(w) if w < dim => {
+                        // The plan tuned for the nested width that holds `w`, else the
+                        // full-width plan cut to it.
+                        let nested = self.layout.native_width_at_least(w);
+                        if let Some(t) = self
+                            .tuned
+                            .as_ref()
+                            .zip(nested)
+                            .and_then(|(t, n)| t.for_width(n))
+                        {
+                            return Ok((Cow::Borrowed(&t.plan), params.ef.or(t.ef), w));
+                        }
                         let plan = self
                             .default_plan
                             .for_width(&self.layout, w)

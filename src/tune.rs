@@ -18,7 +18,7 @@
 //! time each setting's pick with real searches, one thread ──► the fastest is the default
 //! ```
 
-use crate::exact::{batch_top_k, recall_at};
+use crate::exact::{batch_top_k_gemm, recall_at};
 use crate::graph::search::Candidate;
 use crate::index::IndexError;
 use crate::manifest;
@@ -54,6 +54,9 @@ pub struct DefaultPlan {
     pub info: Vec<(String, String)>,
     /// Comment lines (without `#`).
     pub notes: Vec<String>,
+    /// Plans tuned for narrower answers: `(native width, plan)`, for searches of the
+    /// width-d sub-model (`SearchParams::width`).
+    pub widths: Vec<(usize, DefaultPlan)>,
 }
 
 impl DefaultPlan {
@@ -64,6 +67,7 @@ impl DefaultPlan {
             ef,
             info: Vec::new(),
             notes: Vec::new(),
+            widths: Vec::new(),
         }
     }
 
@@ -75,9 +79,27 @@ impl DefaultPlan {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The text form: `# note` lines, then `plan=…`, `ef=…` and `key=value` lines.
+    /// The plan tuned for answers at native width `width`, if any.
+    pub fn for_width(&self, width: usize) -> Option<&DefaultPlan> {
+        self.widths
+            .iter()
+            .find(|(w, _)| *w == width)
+            .map(|(_, p)| p)
+    }
+
+    /// The text form: `# note` lines, then `plan=…`, `ef=…` and `key=value` lines, then for
+    /// each narrower width a `[width W]` line followed by its own lines.
     pub fn to_text(&self) -> String {
         let mut text = String::new();
+        self.write_lines(&mut text);
+        for (w, p) in &self.widths {
+            text.push_str(&format!("[width {w}]\n"));
+            p.write_lines(&mut text);
+        }
+        text
+    }
+
+    fn write_lines(&self, text: &mut String) {
         for line in &self.notes {
             text.push_str("# ");
             text.push_str(line);
@@ -90,53 +112,108 @@ impl DefaultPlan {
         for (k, v) in &self.info {
             text.push_str(&format!("{k}={v}\n"));
         }
-        text
     }
 
     /// Parses the text form. Returns a description of the problem on failure.
     pub fn parse(text: &str) -> Result<DefaultPlan, String> {
-        let mut plan = None;
-        let mut ef = None;
-        let mut info = Vec::new();
-        let mut notes = Vec::new();
+        struct Part {
+            width: Option<usize>,
+            plan: Option<SearchPlan>,
+            ef: Option<usize>,
+            info: Vec<(String, String)>,
+            notes: Vec<String>,
+        }
+        let new_part = |width| Part {
+            width,
+            plan: None,
+            ef: None,
+            info: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut parts = vec![new_part(None)];
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
                 continue;
             }
+            let part = parts.last_mut().expect("one part at least");
             if let Some(note) = line.strip_prefix('#') {
-                notes.push(note.trim().to_string());
+                part.notes.push(note.trim().to_string());
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("[width ") {
+                let w = rest
+                    .strip_suffix(']')
+                    .and_then(|w| w.trim().parse::<usize>().ok())
+                    .filter(|&w| w > 0)
+                    .ok_or_else(|| format!("line {}: expected [width N], found {line:?}", i + 1))?;
+                parts.push(new_part(Some(w)));
                 continue;
             }
             match line.split_once('=') {
                 Some(("plan", v)) => {
-                    plan = Some(v.trim().parse::<SearchPlan>().map_err(|e| e.to_string())?)
+                    part.plan = Some(v.trim().parse::<SearchPlan>().map_err(|e| e.to_string())?)
                 }
                 Some(("ef", v)) => {
-                    ef = Some(
+                    part.ef = Some(
                         v.trim()
                             .parse::<usize>()
                             .map_err(|_| format!("line {}: ef {v:?} is not a number", i + 1))?,
                     )
                 }
                 Some((k, v)) if INFO_KEYS.contains(&k) => {
-                    info.push((k.to_string(), v.trim().to_string()))
+                    part.info.push((k.to_string(), v.trim().to_string()))
                 }
                 _ => {
                     return Err(format!(
-                        "line {}: expected plan=…, ef=… or one of {INFO_KEYS:?}, found {line:?}",
+                        "line {}: expected plan=…, ef=…, [width N] or one of {INFO_KEYS:?}, found {line:?}",
                         i + 1
                     ))
                 }
             }
         }
-        let plan = plan.ok_or_else(|| "no plan= line".to_string())?;
-        Ok(DefaultPlan {
-            plan,
-            ef,
-            info,
-            notes,
-        })
+        let mut plans = Vec::with_capacity(parts.len());
+        for p in parts {
+            let plan = p.plan.ok_or_else(|| match p.width {
+                None => "no plan= line".to_string(),
+                Some(w) => format!("no plan= line for width {w}"),
+            })?;
+            if let Some(w) = p.width {
+                if plan.final_width() < w {
+                    return Err(format!(
+                        "the plan {plan} for width {w} ends at width {}",
+                        plan.final_width()
+                    ));
+                }
+            }
+            plans.push((
+                p.width,
+                DefaultPlan {
+                    plan,
+                    ef: p.ef,
+                    info: p.info,
+                    notes: p.notes,
+                    widths: Vec::new(),
+                },
+            ));
+        }
+        let mut iter = plans.into_iter();
+        let (_, mut top) = iter.next().expect("one part at least");
+        top.widths = iter.map(|(w, p)| (w.unwrap_or(0), p)).collect();
+        Ok(top)
+    }
+
+    /// Checks every plan against an index's layout.
+    pub fn check_against_layout(&self, layout: &crate::plan::IndexLayout) -> Result<(), String> {
+        self.plan
+            .check_against_layout(layout)
+            .map_err(|e| e.to_string())?;
+        for (w, p) in &self.widths {
+            p.plan
+                .check_against_layout(layout)
+                .map_err(|e| format!("width {w}: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +291,9 @@ pub struct TuneOptions {
     pub exclude: Option<Vec<u64>>,
     /// How many standard errors of the mean recall the target is cleared by.
     pub margin_se: f64,
+    /// Tune for answers at this native width (the `width`-d sub-model; queries are zeroed
+    /// beyond it, the truth is exact `width`-d search). `None`: the full width.
+    pub width: Option<usize>,
 }
 
 impl TuneOptions {
@@ -224,6 +304,7 @@ impl TuneOptions {
             target,
             exclude: None,
             margin_se: 2.0,
+            width: None,
         }
     }
 }
@@ -241,8 +322,57 @@ pub const SHRINKS: [f64; 6] = [1.4, 2.0, 10.0 / 3.0, 5.0, 10.0, 1000.0];
 /// One query's coarse pool with the score of every candidate at every later stage width:
 /// `scores[j][i]` is candidate `i`'s score at stage width `j` of [`Widths`].
 struct Pool {
+    /// The coarse candidates, best first.
     cands: Vec<Candidate>,
+    /// `scores[j][i]`, computed when a simulated stage first needs it (NaN until then).
     scores: Vec<Vec<f32>>,
+    /// The (zero-padded) query and its learned code, to score candidates on demand.
+    query: Vec<f32>,
+    code: Vec<f32>,
+}
+
+impl Pool {
+    /// A pool of `cands` (any order) for `query`, nothing scored yet.
+    fn new(index: &Index, widths: &Widths, mut cands: Vec<Candidate>, query: &[f32]) -> Pool {
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        let code_dim = index.space().map_or(0, |s| s.code_dim());
+        let mut code = vec![0f32; code_dim];
+        if let Some(space) = index.space() {
+            space.project_query(query, query.len(), &mut code);
+        }
+        Pool {
+            scores: vec![vec![f32::NAN; cands.len()]; widths.0.len()],
+            cands,
+            query: query.to_vec(),
+            code,
+        }
+    }
+
+    /// Scores candidates `idx` at stage width `col` where not yet scored.
+    fn ensure(&mut self, index: &Index, widths: &Widths, col: usize, idx: &[usize]) {
+        let stage = widths.0[col];
+        let scores = &mut self.scores[col];
+        match stage.space {
+            Space::Learned => {
+                let space = index.space().expect("learned widths come from a space");
+                let nb = space.bands_for_width(stage.width).unwrap_or(0);
+                for &i in idx {
+                    if scores[i].is_nan() {
+                        scores[i] = space.prefix_dot(&self.code, self.cands[i].row as usize, nb);
+                    }
+                }
+            }
+            Space::Native => {
+                let store = index.store();
+                let nb = store.bands_for_width(stage.width).unwrap_or(0);
+                for &i in idx {
+                    if scores[i].is_nan() {
+                        scores[i] = store.prefix_dot(&self.query, self.cands[i].row as usize, nb);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The later stage widths a layout offers, in cascade order.
@@ -301,9 +431,22 @@ pub fn tune(
         }
     }
     let n = index.len();
-    let full = index.store().bands().len();
+    let width = options.width.unwrap_or(dim);
+    let answer = index
+        .layout()
+        .native_width_at_least(width)
+        .filter(|_| width > 0)
+        .ok_or(SearchError::Width { width, dim })?;
+    // Queries zeroed beyond the answer width: their full-width inner products are the
+    // width-d sub-model's.
+    let padded = pad_queries(queries, dim, width);
+    let queries: &[f32] = &padded;
+    let answer_bands = index
+        .store()
+        .bands_for_width(answer)
+        .expect("a nested width");
     let extra = usize::from(options.exclude.is_some());
-    let mut truth = batch_top_k(index.store(), queries, k + extra, full);
+    let mut truth = batch_top_k_gemm(index.store(), queries, k + extra, answer_bands);
     if let Some(ex) = &options.exclude {
         for (t, id) in truth.iter_mut().zip(ex) {
             t.retain(|h| h.id != *id);
@@ -318,8 +461,6 @@ pub fn tune(
                 .collect()
         })
         .collect();
-    let layout = index.layout();
-    let widths = later_widths(index);
     let settings = coarse_settings(index, k);
     let mut scratch = Scratch::new();
     let mut out: Vec<Hit> = Vec::with_capacity(k);
@@ -336,9 +477,17 @@ pub fn tune(
     let mut fallback: Option<(f64, Coarse, SearchPlan)> = None;
     let mut pruned_graph = false;
     let mut pruned_scan = false;
+    let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
+    let max_scan = settings
+        .iter()
+        .filter_map(|c| match c {
+            Coarse::Scan(k) => Some(*k),
+            Coarse::Graph(_) => None,
+        })
+        .max();
     for &coarse in &settings {
-        // The coarse stage alone, timed: a setting whose coarse stage is already slower than
-        // the fastest complete plan so far cannot win, nor can wider ones of its kind.
+        // A setting whose coarse stage alone is slower than the fastest complete plan so far
+        // cannot win, nor can wider ones of its kind.
         let pruned = match coarse {
             Coarse::Graph(_) => &mut pruned_graph,
             Coarse::Scan(_) => &mut pruned_scan,
@@ -346,51 +495,43 @@ pub fn tune(
         if *pruned {
             continue;
         }
-        let keep = coarse.keep();
-        let ef = match coarse {
-            Coarse::Graph(e) => e,
-            Coarse::Scan(_) => n,
+        let explored = match coarse {
+            Coarse::Graph(_) => {
+                let (pools, secs) =
+                    coarse_pools(index, coarse, queries, width, &filter_of, &mut scratch)?;
+                simulate_setting(index, coarse, secs, &pools, queries, width, &truth_rows, k)
+            }
+            Coarse::Scan(_) => {
+                // One scan keeping the most any scan setting keeps serves them all.
+                if scan.is_none() {
+                    let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    scan = Some(coarse_pools(
+                        index,
+                        all,
+                        queries,
+                        width,
+                        &filter_of,
+                        &mut scratch,
+                    )?);
+                }
+                let (pools, secs) = scan.as_ref().expect("scanned just above");
+                simulate_setting(index, coarse, *secs, pools, queries, width, &truth_rows, k)
+            }
         };
-        let first = Stage {
-            width: layout.coarse_width,
-            keep: Keep::Count(keep),
-            space: layout.coarse_space,
-        };
-        let probe = SearchPlan::new(vec![first, Stage::native(layout.dim(), Keep::K)])
-            .expect("a two-stage plan has a valid shape");
-        let params = SearchParams {
-            plan: Some(probe),
-            ef: Some(ef),
-            width: None,
-        };
-        let t = Instant::now();
-        let mut pools = Vec::with_capacity(nq);
-        for (i, q) in queries.chunks_exact(dim).enumerate() {
-            let cands = index.coarse_candidates(&mut scratch, q, keep, &params, &filter_of(i))?;
-            pools.push(cands);
-        }
-        let coarse_secs = t.elapsed().as_secs_f64() / nq as f64;
-        if coarse_secs > best_time {
+        if explored.coarse_secs > best_time {
             *pruned = true;
             continue;
         }
-        let pools: Vec<Pool> = pools
-            .into_iter()
-            .zip(queries.chunks_exact(dim))
-            .map(|(cands, q)| score_pool(index, &widths, cands, q))
-            .collect();
-        // Simulate every later-stage choice on the pools; keep the cheapest that clears the
-        // target, and remember the most accurate in case none does.
+        // The cheapest later stages that clear the target; the most accurate in case none
+        // does.
         let mut best: Option<(f64, SearchPlan)> = None;
-        for plan in later_plans(index, &widths, keep, k) {
-            let (recall, se) = simulate(&plan, &widths, &pools, &truth_rows, k);
-            let cost = later_cost(&plan, keep, k);
-            if recall - options.margin_se * se >= options.target {
-                if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                    best = Some((cost, plan));
+        for sim in explored.plans {
+            if sim.recall - options.margin_se * sim.recall_se >= options.target {
+                if best.as_ref().is_none_or(|(c, _)| sim.cost < *c) {
+                    best = Some((sim.cost, sim.plan));
                 }
-            } else if fallback.as_ref().is_none_or(|(r, _, _)| recall > *r) {
-                fallback = Some((recall, coarse, plan));
+            } else if fallback.as_ref().is_none_or(|(r, _, _)| sim.recall > *r) {
+                fallback = Some((sim.recall, coarse, sim.plan));
             }
         }
         if let Some((_, plan)) = best {
@@ -398,8 +539,9 @@ pub fn tune(
             let row = measure(
                 index,
                 &plan,
-                ef,
+                explored.ef,
                 queries,
+                width,
                 &truth,
                 &filter_of,
                 &mut scratch,
@@ -420,6 +562,7 @@ pub fn tune(
             plan,
             ef,
             queries,
+            width,
             &truth,
             &filter_of,
             &mut scratch,
@@ -439,6 +582,7 @@ pub fn tune(
                 &plan,
                 ef,
                 queries,
+                width,
                 &truth,
                 &filter_of,
                 &mut scratch,
@@ -450,12 +594,13 @@ pub fn tune(
             .unwrap_or(0);
         if rows.is_empty() {
             // A catalogue where no setting ran: the exact scan of everything.
-            let plan = SearchPlan::default_for_layout(layout);
+            let plan = SearchPlan::default_for_layout(index.layout());
             rows.push(measure(
                 index,
                 &plan,
                 n,
                 queries,
+                width,
                 &truth,
                 &filter_of,
                 &mut scratch,
@@ -490,6 +635,7 @@ fn measure<'f>(
     plan: &SearchPlan,
     ef: usize,
     queries: &[f32],
+    width: usize,
     truth: &[Vec<Hit>],
     filter_of: &dyn Fn(usize) -> Filter<'f>,
     scratch: &mut Scratch,
@@ -500,7 +646,7 @@ fn measure<'f>(
     let params = SearchParams {
         plan: Some(plan.clone()),
         ef: Some(ef),
-        width: None,
+        width: Some(width),
     };
     for (i, q) in queries.chunks_exact(dim).enumerate().take(20) {
         index.search_with(scratch, q, k, &params, &filter_of(i), out)?;
@@ -526,6 +672,289 @@ fn measure<'f>(
     })
 }
 
+/// A later-stage plan simulated on a coarse setting's pools.
+struct Simulated {
+    plan: SearchPlan,
+    recall: f64,
+    recall_se: f64,
+    cost: f64,
+}
+
+/// A coarse setting explored: its beam, the coarse stage's time per query, and every
+/// later-stage plan simulated on its pools.
+struct Explored {
+    ef: usize,
+    coarse_secs: f64,
+    plans: Vec<Simulated>,
+}
+
+/// The beam a coarse setting searches with (an exact scan at `n`).
+fn beam(index: &Index, coarse: Coarse) -> usize {
+    match coarse {
+        Coarse::Graph(e) => e,
+        Coarse::Scan(_) => index.len(),
+    }
+}
+
+/// Runs the coarse stage of `coarse` once per query, timed: each query's candidates, and
+/// the seconds per query.
+fn coarse_pools<'f>(
+    index: &Index,
+    coarse: Coarse,
+    queries: &[f32],
+    width: usize,
+    filter_of: &dyn Fn(usize) -> Filter<'f>,
+    scratch: &mut Scratch,
+) -> Result<(Vec<Vec<Candidate>>, f64), SearchError> {
+    let dim = index.dim();
+    let nq = queries.len() / dim;
+    let layout = index.layout();
+    let answer = layout
+        .native_width_at_least(width)
+        .expect("width checked by the caller");
+    let keep = coarse.keep();
+    let first = Stage {
+        width: layout.coarse_width,
+        keep: Keep::Count(keep),
+        space: layout.coarse_space,
+    };
+    let probe = if first.space == Space::Native && first.width >= answer {
+        SearchPlan::new(vec![first])
+    } else {
+        SearchPlan::new(vec![first, Stage::native(answer, Keep::K)])
+    }
+    .expect("a probe plan has a valid shape");
+    let params = SearchParams {
+        plan: Some(probe),
+        ef: Some(beam(index, coarse)),
+        width: Some(width),
+    };
+    let t = Instant::now();
+    let mut pools = Vec::with_capacity(nq);
+    for (i, q) in queries.chunks_exact(dim).enumerate() {
+        pools.push(index.coarse_candidates(scratch, q, keep, &params, &filter_of(i))?);
+    }
+    Ok((pools, t.elapsed().as_secs_f64() / nq.max(1) as f64))
+}
+
+/// Simulates every later-stage plan of a coarse setting keeping `keep` on its pools (the
+/// best `keep` of each query's candidates).
+#[allow(clippy::too_many_arguments)]
+fn simulate_setting(
+    index: &Index,
+    coarse: Coarse,
+    coarse_secs: f64,
+    cands: &[Vec<Candidate>],
+    queries: &[f32],
+    width: usize,
+    truth_rows: &[Vec<u32>],
+    k: usize,
+) -> Explored {
+    let dim = index.dim();
+    let answer = index
+        .layout()
+        .native_width_at_least(width)
+        .expect("width checked by the caller");
+    let widths = later_widths(index, answer);
+    let keep = coarse.keep();
+    let mut pools: Vec<Pool> = cands
+        .iter()
+        .zip(queries.chunks_exact(dim))
+        .map(|(c, q)| {
+            let mut c = c.clone();
+            if c.len() > keep {
+                c.select_nth_unstable_by(keep - 1, |a, b| b.cmp(a));
+                c.truncate(keep);
+            }
+            Pool::new(index, &widths, c, q)
+        })
+        .collect();
+    let candidates = later_plans(index, &widths, keep, k, answer);
+    let results = simulate_many(index, &candidates, &widths, &mut pools, truth_rows, k);
+    let plans = candidates
+        .into_iter()
+        .zip(results)
+        .map(|(plan, (recall, recall_se))| {
+            let cost = later_cost(&plan, keep, k);
+            Simulated {
+                plan,
+                recall,
+                recall_se,
+                cost,
+            }
+        })
+        .collect();
+    Explored {
+        ef: beam(index, coarse),
+        coarse_secs,
+        plans,
+    }
+}
+
+/// Explores coarse settings: runs each graph setting's coarse stage, and the exact scan once
+/// (keeping the most any scan setting keeps, each scan setting then taking its best
+/// `keep`), and simulates their later stages, handing each to `visit`, which returns
+/// whether to go on.
+#[allow(clippy::too_many_arguments)]
+fn explore<'f>(
+    index: &Index,
+    settings: &[Coarse],
+    queries: &[f32],
+    width: usize,
+    truth_rows: &[Vec<u32>],
+    filter_of: &dyn Fn(usize) -> Filter<'f>,
+    scratch: &mut Scratch,
+    k: usize,
+    visit: &mut dyn FnMut(Coarse, Explored) -> Result<bool, SearchError>,
+) -> Result<(), SearchError> {
+    let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
+    let max_scan = settings
+        .iter()
+        .filter_map(|c| match c {
+            Coarse::Scan(k) => Some(*k),
+            Coarse::Graph(_) => None,
+        })
+        .max();
+    for &coarse in settings {
+        let explored = match coarse {
+            Coarse::Graph(_) => {
+                let (pools, secs) =
+                    coarse_pools(index, coarse, queries, width, filter_of, scratch)?;
+                simulate_setting(index, coarse, secs, &pools, queries, width, truth_rows, k)
+            }
+            Coarse::Scan(_) => {
+                if scan.is_none() {
+                    let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    scan = Some(coarse_pools(
+                        index, all, queries, width, filter_of, scratch,
+                    )?);
+                }
+                let (pools, secs) = scan.as_ref().expect("scanned just above");
+                simulate_setting(index, coarse, *secs, pools, queries, width, truth_rows, k)
+            }
+        };
+        if !visit(coarse, explored)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Seconds per query of `plan` with beam `ef` over `queries` (one thread, after a warm-up).
+fn time_plan(
+    index: &Index,
+    plan: &SearchPlan,
+    ef: usize,
+    queries: &[f32],
+    k: usize,
+    scratch: &mut Scratch,
+) -> Result<f64, SearchError> {
+    let dim = index.dim();
+    let params = SearchParams {
+        plan: Some(plan.clone()),
+        ef: Some(ef),
+        width: None,
+    };
+    let mut out = Vec::with_capacity(k);
+    for q in queries.chunks_exact(dim).take(20) {
+        index.search_with(scratch, q, k, &params, &Filter::NONE, &mut out)?;
+    }
+    let t = Instant::now();
+    for q in queries.chunks_exact(dim) {
+        index.search_with(scratch, q, k, &params, &Filter::NONE, &mut out)?;
+    }
+    Ok(t.elapsed().as_secs_f64() / (queries.len() / dim).max(1) as f64)
+}
+
+/// The recall–speed frontier of an index on `queries`, for benchmarks that should find the
+/// fast end by themselves: for each recall level in `levels`, the plans that reach it most
+/// cheaply — the two fastest by estimated time among graph settings and the two among
+/// exact-scan settings (time = the measured coarse stage + the later stages' cost at a rate
+/// measured once) — as `(plan, ef)` pairs, deduplicated, cheapest first. `truth` holds each
+/// query's exact full-width top ids (at least `k`).
+pub fn frontier(
+    index: &Index,
+    queries: &[f32],
+    truth: &[Vec<u64>],
+    k: usize,
+    levels: &[f64],
+) -> Result<Vec<(SearchPlan, usize)>, SearchError> {
+    let dim = index.dim();
+    if k == 0 {
+        return Err(SearchError::ZeroK);
+    }
+    if queries.is_empty() || !queries.len().is_multiple_of(dim) {
+        return Err(SearchError::DimensionMismatch {
+            expected: dim,
+            got: queries.len() % dim,
+        });
+    }
+    let truth_rows: Vec<Vec<u32>> = truth
+        .iter()
+        .map(|t| {
+            t.iter()
+                .take(k)
+                .filter_map(|&id| index.store().row_of(id))
+                .collect()
+        })
+        .collect();
+    let mut scratch = Scratch::new();
+    let none = |_: usize| Filter::NONE;
+    let mut explored = Vec::new();
+    explore(
+        index,
+        &coarse_settings(index, k),
+        queries,
+        dim,
+        &truth_rows,
+        &none,
+        &mut scratch,
+        k,
+        &mut |coarse, e| {
+            explored.push((coarse, e));
+            Ok(true)
+        },
+    )?;
+    // The rate of the later stages' cost: one plan timed against its coarse stage.
+    let mut rate = None;
+    for (_, e) in &explored {
+        if let Some(sim) = e.plans.iter().find(|s| s.cost > 0.0) {
+            let t = time_plan(index, &sim.plan, e.ef, queries, k, &mut scratch)?;
+            rate = Some(((t - e.coarse_secs) / sim.cost).max(0.0));
+            break;
+        }
+    }
+    let rate = rate.unwrap_or(0.0);
+    let mut out: Vec<(f64, SearchPlan, usize)> = Vec::new();
+    for &level in levels {
+        for scan in [false, true] {
+            let mut best: Vec<(f64, SearchPlan, usize)> = Vec::new();
+            for (coarse, e) in &explored {
+                if matches!(coarse, Coarse::Scan(_)) != scan {
+                    continue;
+                }
+                let cheapest = e
+                    .plans
+                    .iter()
+                    .filter(|s| s.recall >= level)
+                    .min_by(|a, b| a.cost.total_cmp(&b.cost));
+                if let Some(s) = cheapest {
+                    best.push((e.coarse_secs + rate * s.cost, s.plan.clone(), e.ef));
+                }
+            }
+            best.sort_by(|a, b| a.0.total_cmp(&b.0));
+            out.extend(best.into_iter().take(2));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut seen = std::collections::HashSet::new();
+    Ok(out
+        .into_iter()
+        .filter(|(_, p, ef)| seen.insert((p.to_string(), *ef)))
+        .map(|(_, p, ef)| (p, ef))
+        .collect())
+}
+
 fn mean_and_se(values: &[f64]) -> (f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
@@ -534,8 +963,8 @@ fn mean_and_se(values: &[f64]) -> (f64, f64) {
 }
 
 /// The stage widths after the coarse one: the learned code widths above it, then every
-/// native width.
-fn later_widths(index: &Index) -> Widths {
+/// native width up to `answer` (above the coarse width when the coarse space is native).
+fn later_widths(index: &Index, answer: usize) -> Widths {
     let layout = index.layout();
     let mut stages = Vec::new();
     if layout.coarse_space == Space::Learned {
@@ -546,19 +975,35 @@ fn later_widths(index: &Index) -> Widths {
         {
             stages.push(Stage::learned(w, Keep::K));
         }
-        for &w in &layout.widths {
+        for &w in layout.widths.iter().filter(|&&w| w <= answer) {
             stages.push(Stage::native(w, Keep::K));
         }
     } else {
-        for &w in layout.widths.iter().filter(|&&w| w > layout.coarse_width) {
+        for &w in layout
+            .widths
+            .iter()
+            .filter(|&&w| w > layout.coarse_width && w <= answer)
+        {
             stages.push(Stage::native(w, Keep::K));
         }
     }
     Widths(stages)
 }
 
+/// `queries` (row-major, `dim` values each) zeroed beyond `width`.
+fn pad_queries(queries: &[f32], dim: usize, width: usize) -> Vec<f32> {
+    let mut out = queries.to_vec();
+    if width < dim {
+        for q in out.chunks_exact_mut(dim) {
+            q[width..].fill(0.0);
+        }
+    }
+    out
+}
+
 /// Coarse settings from the cheapest up: graph beams (keep = beam) below the exact-scan
-/// threshold, and for catalogues of up to 250,000 items exact scans of the coarse band.
+/// threshold, and for catalogues of up to 250,000 items exact scans of the coarse band
+/// keeping up to [`MAX_SCAN_KEEP`] (the whole catalogue when it is smaller).
 fn coarse_settings(index: &Index, k: usize) -> Vec<Coarse> {
     let n = index.len();
     let mut settings: Vec<Coarse> = KEEPS
@@ -568,56 +1013,34 @@ fn coarse_settings(index: &Index, k: usize) -> Vec<Coarse> {
         .map(Coarse::Graph)
         .collect();
     if n <= 250_000 {
-        settings.extend(
-            KEEPS
-                .iter()
-                .copied()
-                .filter(|&e| e >= k && e < n)
-                .chain(std::iter::once(n))
-                .map(Coarse::Scan),
-        );
+        let mut scans: Vec<usize> = KEEPS
+            .iter()
+            .copied()
+            .filter(|&e| e >= k && e < n && e <= MAX_SCAN_KEEP)
+            .collect();
+        if n <= MAX_SCAN_KEEP {
+            scans.push(n);
+        }
+        settings.extend(scans.into_iter().map(Coarse::Scan));
     }
     settings
 }
 
-/// Scores every candidate of a coarse pool at every later stage width.
-fn score_pool(index: &Index, widths: &Widths, mut cands: Vec<Candidate>, query: &[f32]) -> Pool {
-    cands.sort_unstable_by(|a, b| b.cmp(a));
-    let store = index.store();
-    let mut scores = Vec::with_capacity(widths.0.len());
-    let code_dim = index.space().map_or(0, |s| s.code_dim());
-    let mut code = vec![0f32; code_dim];
-    if let Some(space) = index.space() {
-        space.project_query(query, query.len(), &mut code);
-    }
-    for stage in &widths.0 {
-        let col: Vec<f32> = match stage.space {
-            Space::Learned => {
-                let space = index.space().expect("learned widths come from a space");
-                let nb = space.bands_for_width(stage.width).unwrap_or(0);
-                cands
-                    .iter()
-                    .map(|c| space.prefix_dot(&code, c.row as usize, nb))
-                    .collect()
-            }
-            Space::Native => {
-                let nb = store.bands_for_width(stage.width).unwrap_or(0);
-                cands
-                    .iter()
-                    .map(|c| store.prefix_dot(query, c.row as usize, nb))
-                    .collect()
-            }
-        };
-        scores.push(col);
-    }
-    Pool { cands, scores }
-}
+/// The most an exact-scan setting keeps: scans exist for small catalogues, where a few
+/// thousand candidates are already a large share.
+const MAX_SCAN_KEEP: usize = 5000;
 
 /// The later-stage plans simulated for a coarse keep: with a learned coarse space, each
 /// learned keep (or none) then the full width; natively, geometric shrinks.
-fn later_plans(index: &Index, widths: &Widths, keep: usize, k: usize) -> Vec<SearchPlan> {
+fn later_plans(
+    index: &Index,
+    widths: &Widths,
+    keep: usize,
+    k: usize,
+    answer: usize,
+) -> Vec<SearchPlan> {
     let layout = index.layout();
-    let dim = layout.dim();
+    let dim = answer;
     let mut plans = Vec::new();
     match layout.coarse_space {
         Space::Learned => {
@@ -628,22 +1051,40 @@ fn later_plans(index: &Index, widths: &Widths, keep: usize, k: usize) -> Vec<Sea
                 .map(|s| s.width)
                 .collect();
             let first = Stage::learned(layout.coarse_width, Keep::Count(keep));
-            // Straight to the full width.
-            plans.push(vec![first, Stage::native(dim, Keep::K)]);
-            if let Some(&w) = learned.last() {
-                for &r in CODE_KEEPS.iter().filter(|&&r| r >= k && r < keep) {
-                    plans.push(vec![
-                        first,
-                        Stage::learned(w, Keep::Count(r)),
-                        Stage::native(dim, Keep::K),
-                    ]);
+            // Every learned width above the coarse one, each kept at one of CODE_KEEPS (no
+            // more than the stage before) or skipped, then the full width.
+            let mut prefixes: Vec<(Vec<Stage>, usize)> = vec![(vec![first], keep)];
+            for &w in &learned {
+                let mut next = Vec::new();
+                for (stages, last) in &prefixes {
+                    next.push((stages.clone(), *last));
+                    for &r in CODE_KEEPS.iter().filter(|&&r| r >= k && r < *last) {
+                        let mut s = stages.clone();
+                        s.push(Stage::learned(w, Keep::Count(r)));
+                        next.push((s, r));
+                    }
                 }
+                prefixes = next;
+            }
+            for (mut stages, _) in prefixes {
+                stages.push(Stage::native(dim, Keep::K));
+                plans.push(stages);
             }
         }
+        Space::Native if layout.coarse_width >= answer => {
+            // The answer width lies within the coarse band: the coarse stage's best k.
+            plans.push(vec![Stage::native(layout.coarse_width, Keep::K)]);
+        }
         Space::Native => {
+            let upto: Vec<usize> = layout
+                .widths
+                .iter()
+                .copied()
+                .filter(|&w| w <= answer)
+                .collect();
             for shrink in SHRINKS {
                 plans.push(
-                    SearchPlan::geometric(&layout.widths, layout.coarse_width, keep, shrink)
+                    SearchPlan::geometric(&upto, layout.coarse_width, keep, shrink)
                         .stages()
                         .to_vec(),
                 );
@@ -676,71 +1117,80 @@ fn later_cost(plan: &SearchPlan, keep0: usize, k: usize) -> f64 {
     cost
 }
 
-/// Replays `plan`'s later stages on the scored pools: mean recall@k against `truth` (each
-/// query's true top-k as store rows) and its standard error.
-fn simulate(
-    plan: &SearchPlan,
+/// Replays every plan's later stages on the scored pools: each plan's mean recall@k against
+/// `truth` (each query's true top-k as store rows) and its standard error. Plans sharing
+/// their first stages share the selections of those stages (the plans of a setting are
+/// generated in prefix order).
+fn simulate_many(
+    index: &Index,
+    plans: &[SearchPlan],
     widths: &Widths,
-    pools: &[Pool],
+    pools: &mut [Pool],
     truth: &[Vec<u32>],
     k: usize,
-) -> (f64, f64) {
-    let cols: Vec<Option<usize>> = plan.stages()[1..]
-        .iter()
-        .map(|s| {
-            widths
-                .0
+) -> Vec<(f64, f64)> {
+    let col_of = |s: &Stage| {
+        widths
+            .0
+            .iter()
+            .position(|w| w.space == s.space && w.width == s.width)
+    };
+    let mut recalls = vec![Vec::with_capacity(pools.len()); plans.len()];
+    // stack[d]: the surviving candidates after stage d of the current plan.
+    let mut stack: Vec<(Stage, Vec<usize>)> = Vec::new();
+    for (pool, t) in pools.iter_mut().zip(truth) {
+        stack.clear();
+        let mut prev: &[Stage] = &[];
+        for (p, plan) in plans.iter().enumerate() {
+            let stages = plan.stages();
+            let shared = stages
                 .iter()
-                .position(|w| w.space == s.space && w.width == s.width)
-        })
-        .collect();
-    let mut recalls = Vec::with_capacity(pools.len());
-    let mut idx: Vec<usize> = Vec::new();
-    for (pool, t) in pools.iter().zip(truth) {
-        idx.clear();
-        idx.extend(0..pool.cands.len().min(plan.stages()[0].keep.resolve(k)));
-        let mut last_col = None;
-        for (s, col) in plan.stages()[1..].iter().zip(&cols) {
-            let Some(col) = *col else { continue };
-            last_col = Some(col);
-            let scores = &pool.scores[col];
-            let keep = s.keep.resolve(k);
-            let key = |i: usize| Candidate {
-                score: scores[i],
-                row: pool.cands[i].row,
-            };
-            if idx.len() > keep {
-                idx.select_nth_unstable_by(keep - 1, |&a, &b| key(b).cmp(&key(a)));
-                idx.truncate(keep);
+                .zip(prev)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(stack.len());
+            stack.truncate(shared);
+            for (d, s) in stages.iter().enumerate().skip(shared) {
+                let keep = s.keep.resolve(k);
+                let mut idx: Vec<usize> = match stack.last() {
+                    None => (0..pool.cands.len().min(keep)).collect(),
+                    Some((_, before)) => before.clone(),
+                };
+                if d > 0 {
+                    let col = col_of(s).expect("later widths come from the layout");
+                    pool.ensure(index, widths, col, &idx);
+                    let scores = &pool.scores[col];
+                    let cands = &pool.cands;
+                    let key = |i: usize| Candidate {
+                        score: scores[i],
+                        row: cands[i].row,
+                    };
+                    if idx.len() > keep {
+                        idx.select_nth_unstable_by(keep - 1, |&a, &b| key(b).cmp(&key(a)));
+                        idx.truncate(keep);
+                    }
+                    if d + 1 == stages.len() {
+                        idx.sort_unstable_by_key(|&i| std::cmp::Reverse(key(i)));
+                    }
+                }
+                stack.push((*s, idx));
             }
+            prev = stages;
+            let found = &stack.last().expect("a plan has stages").1;
+            let recall = if t.is_empty() {
+                1.0
+            } else {
+                found
+                    .iter()
+                    .take(k)
+                    .filter(|&&i| t.contains(&pool.cands[i].row))
+                    .count() as f64
+                    / t.len() as f64
+            };
+            recalls[p].push(recall);
         }
-        // The answer: the best k by the last stage's score.
-        if let Some(col) = last_col {
-            let scores = &pool.scores[col];
-            idx.sort_unstable_by(|&a, &b| {
-                let ka = Candidate {
-                    score: scores[a],
-                    row: pool.cands[a].row,
-                };
-                let kb = Candidate {
-                    score: scores[b],
-                    row: pool.cands[b].row,
-                };
-                kb.cmp(&ka)
-            });
-        }
-        idx.truncate(k);
-        let recall = if t.is_empty() {
-            1.0
-        } else {
-            idx.iter()
-                .filter(|&&i| t.contains(&pool.cands[i].row))
-                .count() as f64
-                / t.len() as f64
-        };
-        recalls.push(recall);
     }
-    mean_and_se(&recalls)
+    recalls.iter().map(|r| mean_and_se(r)).collect()
 }
 
 /// Writes `plan` into the index's `MANIFEST` (a new manifest naming the same data files,
@@ -761,11 +1211,10 @@ pub fn publish_default_plan(index: &Index, plan: &DefaultPlan) -> Result<(), Ind
             what: "the index was rebuilt since it was opened; tune the new one".into(),
         });
     }
-    plan.plan
-        .check_against_layout(index.layout())
-        .map_err(|e| IndexError::Inconsistent {
+    plan.check_against_layout(index.layout())
+        .map_err(|what| IndexError::Inconsistent {
             dir: dir.to_path_buf(),
-            what: e.to_string(),
+            what,
         })?;
     current.plan = Some(plan.to_text());
     crate::atomic::write_atomic(&mpath, &manifest::encode(&current)).map_err(io)?;

@@ -345,8 +345,9 @@ fn compare_merges_systems_into_json_csv_table_and_plot() {
 fn weak_set_prefix_holds_much_less_of_the_ranking_than_strong() {
     let dir = tempfile::tempdir().unwrap();
     let (n, nq, dim) = (4000, 60, 256);
-    let strong = bench::write_set(SetKind::Strong, n, nq, dim, 3, &dir.path().join("s")).unwrap();
-    let weak = bench::write_set(SetKind::Weak, n, nq, dim, 3, &dir.path().join("w")).unwrap();
+    let strong =
+        bench::write_set(SetKind::Strong, n, nq, 0, dim, 3, &dir.path().join("s")).unwrap();
+    let weak = bench::write_set(SetKind::Weak, n, nq, 0, dim, 3, &dir.path().join("w")).unwrap();
     for r in [&strong, &weak] {
         let items = read_matrix_f32(&r.items_path).unwrap();
         let queries = read_matrix_f32(&r.queries_path).unwrap();

@@ -74,6 +74,11 @@ fn malformed_default_plan_is_a_clear_error() {
             .target_recall(None),
     );
     let dir = b.dir.path().join("idx");
+    // A first-format index: its manifest has no plan section, so DEFAULT_PLAN is read.
+    let mpath = manifest::manifest_path(&dir);
+    let mut m = manifest::decode(&std::fs::read(&mpath).unwrap(), "MANIFEST").unwrap();
+    m.plan = None;
+    std::fs::write(&mpath, manifest::encode(&m)).unwrap();
     for (text, needle) in [
         (
             "plan=64:100,96:k\n",
@@ -150,4 +155,34 @@ fn tune_command_publishes_the_default_plan() {
     let tuned = index.tuned().expect("published plan");
     assert_eq!(tuned.info("target"), Some("0.9"));
     assert!(index.default_ef().is_some());
+}
+
+#[test]
+fn a_rebuild_drops_a_stale_first_format_default_plan() {
+    // An old tune --write left a plan for coarse width 64; a forced rebuild with another
+    // coarse width must still open, with its own plan (the bug of the first format).
+    let b = common::build(
+        800,
+        1,
+        128,
+        13,
+        IndexBuilder::new()
+            .threads(1)
+            .space(SpaceChoice::Native)
+            .target_recall(None),
+    );
+    let dir = b.dir.path().join("idx");
+    std::fs::write(dir.join(DEFAULT_PLAN_FILE), "plan=64:100,128:k\nef=100\n").unwrap();
+    let src = mrl_index::ingest::MatrixSource::new(b.items.clone(), 128).unwrap();
+    IndexBuilder::new()
+        .threads(1)
+        .space(SpaceChoice::Native)
+        .coarse_dim(32)
+        .widths(vec![32, 64, 128])
+        .overwrite(true)
+        .build(&src, None, &dir, &mrl_index::progress::NoProgress)
+        .unwrap();
+    assert!(!dir.join(DEFAULT_PLAN_FILE).exists());
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.default_plan().coarse_width(), 32);
 }

@@ -160,18 +160,23 @@ pub struct SetReport {
     pub items_path: PathBuf,
     /// `DIR/queries.npy`.
     pub queries_path: PathBuf,
+    /// `DIR/sample_queries.npy`: further queries of the same distribution (other "users"),
+    /// for builds to learn and tune from; `None` when none were asked for.
+    pub sample_path: Option<PathBuf>,
     /// The generator's parameters, as text.
     pub generator: String,
 }
 
 /// Generates a set of `kind` and writes `dir/items.npy` and `dir/queries.npy` (`f32`, via
-/// [`write_npy_f32`]) and `dir/set.json` (the parameters and the prefix shares), creating
-/// `dir`. The shares are measured at 64 dims (or the full width when smaller) on the first
-/// 1000 queries.
+/// [`write_npy_f32`]), with `sample > 0` also `dir/sample_queries.npy` (the generator's next
+/// `sample` queries: the same distribution, none of the evaluated ones), and `dir/set.json`
+/// (the parameters and the prefix shares), creating `dir`. The shares are measured at 64
+/// dims (or the full width when smaller) on the first 1000 queries.
 pub fn write_set(
     kind: SetKind,
     n: usize,
     nq: usize,
+    sample: usize,
     dim: usize,
     seed: u64,
     dir: &Path,
@@ -184,11 +189,21 @@ pub fn write_set(
     std::fs::create_dir_all(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
     let gen = kind.generator(dim, seed);
     let items = gen.items(n);
-    let queries = gen.queries(nq);
+    // Every query row is generated from its own seeded stream: the first nq rows of a
+    // longer batch are exactly the evaluated queries, the rest are other "users".
+    let all = gen.queries(nq + sample);
+    let (queries, others) = all.split_at(nq * dim);
     let items_path = dir.join("items.npy");
     let queries_path = dir.join("queries.npy");
     write_npy_f32(&items_path, &items, n, dim)?;
-    write_npy_f32(&queries_path, &queries, nq, dim)?;
+    write_npy_f32(&queries_path, queries, nq, dim)?;
+    let sample_path = if sample > 0 {
+        let p = dir.join("sample_queries.npy");
+        write_npy_f32(&p, others, sample, dim)?;
+        Some(p)
+    } else {
+        None
+    };
     let prefix = 64.min(dim);
     let share_queries = nq.min(1000);
     let shares = prefix_share(
@@ -210,6 +225,7 @@ pub fn write_set(
         share_queries,
         items_path,
         queries_path,
+        sample_path,
         generator: format!("{gen:?}"),
     };
     let meta = dir.join("set.json");

@@ -1,11 +1,13 @@
 //! The sweeps: exact search per nested width, the coarse graph alone over `ef`, and cascade
-//! plans over a grid of coarse keeps and `ef`, each measured for recall, throughput, latency
-//! and work per query.
+//! plans, each measured for recall, throughput, latency and work per query. The cascade
+//! plans are by default the recall–speed frontier [`crate::tune::frontier`] finds on the
+//! queries themselves (from coarse keeps of 10 up, graph and exact-scan coarse stages), so a
+//! run finds the fast end of every index without a grid; `--keeps` gives a fixed grid.
 
 use super::row::{machine_description, proc_status_bytes, rss_bytes, timestamp_utc, Row};
 use super::truth::GroundTruth;
 use crate::exact::batch_top_k;
-use crate::plan::{Keep, SearchPlan, Stage, DEFAULT_SHRINK};
+use crate::plan::{Keep, SearchPlan, Space, Stage, DEFAULT_SHRINK};
 use crate::{Error, Filter, Hit, Index, Scratch, SearchParams};
 use serde_json::json;
 use std::time::Instant;
@@ -51,8 +53,14 @@ pub struct BenchConfig {
     pub build_seconds: Option<f64>,
     /// Beam widths of the coarse-graph family.
     pub coarse_efs: Vec<usize>,
-    /// Coarse keeps of the cascade family; each is run with `ef = keep` and `ef = 2 · keep`.
+    /// Coarse keeps of a fixed cascade grid; each is run with `ef = keep` and `ef = 2 ·
+    /// keep`. Empty (the default): the plans of the recall–speed frontier at
+    /// [`BenchConfig::frontier_levels`].
     pub cascade_keeps: Vec<usize>,
+    /// Recall@k levels whose cheapest plans the frontier grid measures.
+    pub frontier_levels: Vec<f64>,
+    /// Queries the frontier is explored on (the first this many).
+    pub frontier_queries: usize,
     /// Factor by which later cascade stages shrink the pool per nested width.
     pub cascade_shrink: f64,
     /// Whether to run the exact-width family.
@@ -62,9 +70,8 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The full grids: coarse `ef` ∈ {10, 20, 50, 100, 200, 500, 1000, 2000}, cascade keeps
-    /// ∈ {100, 200, 500, 1000, 2000} × `ef` ∈ {keep, 2·keep} with later keeps shrinking by
-    /// 10/3 per width, 3 timed passes.
+    /// The full grids: coarse `ef` ∈ {10, 20, 50, 100, 200, 500, 1000, 2000}, the frontier's
+    /// plans at recall 0.5 … 0.999, 3 timed passes.
     pub fn full(k: usize, dataset: &str) -> BenchConfig {
         BenchConfig {
             k,
@@ -78,15 +85,18 @@ impl BenchConfig {
             max_pass_seconds: 30.0,
             min_queries: 500,
             coarse_efs: vec![10, 20, 50, 100, 200, 500, 1000, 2000],
-            cascade_keeps: vec![100, 200, 500, 1000, 2000],
+            cascade_keeps: Vec::new(),
+            frontier_levels: vec![0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999],
+            frontier_queries: 500,
             cascade_shrink: DEFAULT_SHRINK,
             exact_width: true,
             dataset: dataset.to_string(),
         }
     }
 
-    /// Small grids for CI: coarse `ef` ∈ {10, 50, 200}, cascade keeps ∈ {50, 100, 300, 1000}, one timed
-    /// pass, 20 warm-up queries, 50 timed queries for exact search.
+    /// Small grids for CI: coarse `ef` ∈ {10, 50, 200}, the frontier at recall 0.8 … 0.99
+    /// explored on 200 queries, one timed pass, 20 warm-up queries, 50 timed queries for
+    /// exact search.
     pub fn quick(k: usize, dataset: &str) -> BenchConfig {
         BenchConfig {
             repeats: 1,
@@ -95,7 +105,8 @@ impl BenchConfig {
             max_pass_seconds: 10.0,
             min_queries: 200,
             coarse_efs: vec![10, 50, 200],
-            cascade_keeps: vec![50, 100, 300, 1000],
+            frontier_levels: vec![0.8, 0.9, 0.95, 0.99],
+            frontier_queries: 200,
             ..BenchConfig::full(k, dataset)
         }
     }
@@ -115,13 +126,28 @@ pub struct GraphConfig {
 }
 
 /// The graph configurations a run measures, in order: the coarse graph alone for each `ef`,
-/// then the cascade grid, then the index's default plan if the grid does not hold it.
-pub fn graph_configs(index: &Index, cfg: &BenchConfig) -> Vec<GraphConfig> {
-    let widths = index.widths();
-    let coarse = index.coarse_dim();
+/// then the cascade plans (the frontier found on `queries` against `truth`, or the fixed
+/// grid), then the index's default plan if they do not hold it.
+pub fn graph_configs(
+    index: &Index,
+    cfg: &BenchConfig,
+    queries: &[f32],
+    truth: &GroundTruth,
+) -> Result<Vec<GraphConfig>, Error> {
+    let layout = index.layout();
+    let coarse = layout.coarse_width;
+    let dim = index.dim();
     let mut out = Vec::new();
-    let coarse_plan = SearchPlan::new(vec![Stage::native(coarse, Keep::K)])
-        .expect("a one-stage plan is well formed");
+    // The coarse stage alone: its top k (rescored exactly at the full width when the coarse
+    // space is the learned code, whose scores are not inner products).
+    let coarse_plan = match layout.coarse_space {
+        Space::Native => SearchPlan::new(vec![Stage::native(coarse, Keep::K)]),
+        Space::Learned => SearchPlan::new(vec![
+            Stage::learned(coarse, Keep::K),
+            Stage::native(dim, Keep::K),
+        ]),
+    }
+    .expect("a coarse-only plan is well formed");
     for &ef in &cfg.coarse_efs {
         out.push(GraphConfig {
             family: FAMILY_COARSE_GRAPH,
@@ -131,20 +157,50 @@ pub fn graph_configs(index: &Index, cfg: &BenchConfig) -> Vec<GraphConfig> {
         });
     }
     let default = index.default_plan().clone();
-    let default_ef = default.stages()[0].keep.resolve(cfg.k);
-    let mut has_default = false;
-    for &keep in &cfg.cascade_keeps {
-        let plan = SearchPlan::geometric(&widths, coarse, keep, cfg.cascade_shrink);
-        for ef in [keep, 2 * keep] {
-            let is_default = plan == default && ef == default_ef;
-            has_default |= is_default;
-            out.push(GraphConfig {
-                family: FAMILY_CASCADE,
-                plan: plan.clone(),
-                ef: Some(ef),
-                is_default,
-            });
+    let default_ef = index
+        .default_ef()
+        .unwrap_or(default.stages()[0].keep.resolve(cfg.k));
+    let mut cascade: Vec<(SearchPlan, usize)> = Vec::new();
+    if cfg.cascade_keeps.is_empty() {
+        let nq = (queries.len() / dim).min(cfg.frontier_queries.max(1));
+        let ids: Vec<Vec<u64>> = (0..nq).map(|q| truth.row(q).to_vec()).collect();
+        cascade = crate::tune::frontier(
+            index,
+            &queries[..nq * dim],
+            &ids,
+            cfg.k,
+            &cfg.frontier_levels,
+        )?;
+    } else {
+        for &keep in &cfg.cascade_keeps {
+            let plan = match layout.coarse_space {
+                Space::Native => {
+                    SearchPlan::geometric(&layout.widths, coarse, keep, cfg.cascade_shrink)
+                }
+                Space::Learned => {
+                    let mut keeps = vec![keep];
+                    for _ in 1..layout.code_widths.len() {
+                        let last = keeps[keeps.len() - 1] as f64;
+                        keeps.push(((last / cfg.cascade_shrink).round() as usize).max(1));
+                    }
+                    SearchPlan::learned(layout, &keeps, dim)
+                }
+            };
+            for ef in [keep, 2 * keep] {
+                cascade.push((plan.clone(), ef));
+            }
         }
+    }
+    let mut has_default = false;
+    for (plan, ef) in cascade {
+        let is_default = plan == default && ef == default_ef;
+        has_default |= is_default;
+        out.push(GraphConfig {
+            family: FAMILY_CASCADE,
+            plan,
+            ef: Some(ef),
+            is_default,
+        });
     }
     if !has_default {
         out.push(GraphConfig {
@@ -154,7 +210,7 @@ pub fn graph_configs(index: &Index, cfg: &BenchConfig) -> Vec<GraphConfig> {
             is_default: true,
         });
     }
-    out
+    Ok(out)
 }
 
 /// Mean recall@`r` of answers (ids, best first) against the ground truth, or `None` when
@@ -369,7 +425,7 @@ pub fn run_bench(
     // Graph configurations first: the resident memory recorded after each one's warm-up
     // then holds only the index pages searches have touched so far, not the whole store
     // that exact search maps in.
-    for gc in graph_configs(index, cfg) {
+    for gc in graph_configs(index, cfg, queries, truth)? {
         let row = graph_row(index, queries, truth, cfg, &pool, &common, &gc)?;
         progress(&row);
         rows.push(row);

@@ -9,7 +9,7 @@
 
 use super::row::io_err;
 use crate::atomic::write_atomic;
-use crate::exact::batch_top_k;
+use crate::exact::batch_top_k_gemm;
 use crate::{Error, Index};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -133,7 +133,7 @@ pub fn truth_key(index: &Index, queries: &[f32], queries_path: &Path) -> TruthKe
 pub fn compute(index: &Index, queries: &[f32], depth: usize) -> GroundTruth {
     let full = index.store().bands().len();
     let depth = depth.min(index.len());
-    let hits = batch_top_k(index.store(), queries, depth, full);
+    let hits = batch_top_k_gemm(index.store(), queries, depth, full);
     let n_queries = hits.len();
     let ids = hits
         .iter()

@@ -62,8 +62,9 @@ pub struct BenchArgs {
     /// in the graph rows [default: the coarse graph's own build time from the index].
     #[arg(long)]
     build_seconds: Option<f64>,
-    /// Coarse keeps of the cascade grid, comma-separated (each run with ef = keep and
-    /// 2·keep) [default: 100,200,500,1000,2000; 50,100,300,1000 with --quick].
+    /// Coarse keeps of a fixed cascade grid, comma-separated (each run with ef = keep and
+    /// 2·keep) [default: no fixed grid — the plans of the recall–speed frontier explored on
+    /// the queries, from coarse keeps of 10 up].
     #[arg(long, value_delimiter = ',')]
     keeps: Option<Vec<usize>>,
     /// Beam widths of the coarse-graph family, comma-separated
@@ -75,8 +76,8 @@ pub struct BenchArgs {
     /// with --quick].
     #[arg(long)]
     max_pass_seconds: Option<f64>,
-    /// Factor by which the cascade grid's keeps shrink per nested width after the coarse
-    /// stage [default: 10/3]; weakly Matryoshka models need a slower shrink (e.g. 2).
+    /// Factor by which a fixed cascade grid's keeps shrink per nested width after the coarse
+    /// stage [default: 1.4].
     #[arg(long)]
     shrink: Option<f64>,
 }
@@ -268,13 +269,18 @@ pub struct BenchDataArgs {
     /// Queries.
     #[arg(long, default_value_t = 1000)]
     nq: usize,
+    /// Further queries of the same distribution written to sample_queries.npy (for `build
+    /// --sample-queries`); none of them is among the evaluated ones.
+    #[arg(long, default_value_t = 0)]
+    sample: usize,
     /// Full dimension.
     #[arg(long, default_value_t = 1024)]
     dim: usize,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Output directory: items.npy, queries.npy (f32) and set.json.
+    /// Output directory: items.npy, queries.npy, sample_queries.npy with --sample (f32) and
+    /// set.json.
     #[arg(long)]
     out: PathBuf,
 }
@@ -283,7 +289,7 @@ pub struct BenchDataArgs {
 pub fn run_bench_data(a: BenchDataArgs) -> Result<(), Error> {
     let kind: SetKind = a.kind.parse()?;
     let t = Instant::now();
-    let r = bench::write_set(kind, a.n, a.nq, a.dim, a.seed, &a.out)?;
+    let r = bench::write_set(kind, a.n, a.nq, a.sample, a.dim, a.seed, &a.out)?;
     println!(
         "{} set: {} items, {} queries, {} dims, seed {} ({:.1}s)",
         kind.name(),
@@ -296,6 +302,9 @@ pub fn run_bench_data(a: BenchDataArgs) -> Result<(), Error> {
     println!("generator: {}", r.generator);
     println!("wrote {}", r.items_path.display());
     println!("wrote {}", r.queries_path.display());
+    if let Some(p) = &r.sample_path {
+        println!("wrote {}", p.display());
+    }
     println!(
         "share of the full-width top-10 in the exact {}-d top-K ({} queries):",
         r.prefix, r.share_queries

@@ -118,28 +118,62 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
     };
     // Item ids are the dataset's: row r holds item r + 1.
     let ids: Vec<u64> = (1..=n as u64).collect();
+    let dim = item_encoder.out_dim();
+    let sequences = raw
+        .as_ref()
+        .map(|r| r.join("sequential_data.txt"))
+        .filter(|p| p.exists());
+    let users = match &sequences {
+        Some(path) => {
+            let mut u = read_sequences(path)?;
+            u.retain(|s| s.len() >= 2);
+            u
+        }
+        None => Vec::new(),
+    };
+    // Sample queries for the learned coarse space and the tuned plan: the validation
+    // histories (all but the last two items) of users after the ones evaluated below.
     let t = Instant::now();
-    let report = IndexBuilder::new().overwrite(true).build(
-        &MatrixSource::new(vectors, item_encoder.out_dim())?,
+    let sample: Vec<Vec<u64>> = users
+        .iter()
+        .skip(a.eval_users)
+        .filter(|s| s.len() >= 3)
+        .take(SAMPLE_USERS)
+        .map(|s| s[..s.len() - 2].to_vec())
+        .collect();
+    let mut builder = IndexBuilder::new().overwrite(true);
+    if sample.len() >= mrl_index::build::min_sample_queries(mrl_index::build::default_code_dim(dim))
+    {
+        let queries = encode_histories(&query_encoder, &vectors, dim, &sample)?;
+        println!(
+            "encoded {} validation histories of other users as sample queries in {:.1}s",
+            sample.len(),
+            t.elapsed().as_secs_f64()
+        );
+        builder = builder.sample_queries(mrl_index::build::SampleQueries::new(
+            queries,
+            dim,
+            "validation histories of Beauty users",
+        ));
+    } else {
+        println!("(no user histories: the coarse space and plan are learned from the items alone; pass --raw with the Amazon Beauty data folder)");
+    }
+    let t = Instant::now();
+    let report = builder.build(
+        &MatrixSource::new(vectors, dim)?,
         Some(&ids),
         &dir,
         &Bars::new(a.quiet),
     )?;
     println!(
-        "built the index in {:.1}s ({:.1} MB store, {:.1} MB graph, widths {:?})",
+        "built the index in {:.1}s ({:.1} MB store, {:.1} MB graph, {:.1} MB learned space, widths {:?}, coarse space {})",
         t.elapsed().as_secs_f64(),
         report.store_bytes as f64 / 1e6,
         report.graph_bytes as f64 / 1e6,
-        report.widths
+        report.space_bytes as f64 / 1e6,
+        report.widths,
+        report.space.name()
     );
-    // The plan tuned for this model on validation users (datasets/beauty/DEFAULT_PLAN).
-    let tuned = data.join(mrl_index::tune::DEFAULT_PLAN_FILE);
-    if tuned.exists() {
-        let text =
-            std::fs::read(&tuned).map_err(|e| Error::Other(format!("{}: {e}", tuned.display())))?;
-        mrl_index::atomic::write_atomic(&dir.join(mrl_index::tune::DEFAULT_PLAN_FILE), &text)
-            .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    }
     let index = Index::open(&dir)?;
     let titles = raw
         .as_ref()
@@ -155,15 +189,16 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
             .unwrap_or_default()
     };
     let params = SearchParams::default();
-    println!(
-        "plan {}{}",
-        index.default_plan(),
-        if tuned.exists() {
-            " (tuned on validation users: datasets/beauty/DEFAULT_PLAN)"
-        } else {
-            ""
-        }
-    );
+    match index.tuned().and_then(|t| t.info("recall").map(|r| (t, r))) {
+        Some((t, recall)) => println!(
+            "plan {} ef {} (tuned at build: recall@10 {recall} on {} {})",
+            index.default_plan(),
+            index.default_ef().map_or("-".into(), |e| e.to_string()),
+            t.info("queries").unwrap_or("?"),
+            t.info("source").unwrap_or("held-out queries"),
+        ),
+        None => println!("plan {}", index.default_plan()),
+    }
     for history in example_histories(&data)? {
         println!();
         println!("history ({} items, most recent last):", history.len());
@@ -185,15 +220,10 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
     if titles.is_none() {
         println!("(titles: pass --raw with the Amazon Beauty data folder to see them)");
     }
-    let sequences = raw
-        .as_ref()
-        .map(|r| r.join("sequential_data.txt"))
-        .filter(|p| p.exists());
     match (sequences, a.eval_users) {
         (_, 0) => {}
-        (Some(path), m) => {
-            let mut users = read_sequences(&path)?;
-            users.retain(|s| s.len() >= 2);
+        (Some(_), m) => {
+            let mut users = users;
             users.truncate(m);
             println!();
             let e = evaluate(&index, &query_encoder, &users, &params)?;
@@ -202,6 +232,43 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         (None, _) => println!("(evaluation: pass --raw with the Amazon Beauty data folder)"),
     }
     Ok(())
+}
+
+/// Users whose validation histories become the demo's sample queries.
+const SAMPLE_USERS: usize = 1500;
+
+/// Query vectors of `histories` (item ids = row + 1 of `vectors`, the last 50 used), encoded
+/// in batches.
+fn encode_histories(
+    encoder: &QueryEncoder,
+    vectors: &[f32],
+    dim: usize,
+    histories: &[Vec<u64>],
+) -> Result<Vec<f32>, Error> {
+    let n = vectors.len() / dim;
+    let mut out = Vec::with_capacity(histories.len() * dim);
+    for chunk in histories.chunks(256) {
+        let rows: Vec<Vec<f32>> = chunk
+            .iter()
+            .map(|h| {
+                let recent = &h[h.len().saturating_sub(mrl_index::encoder::MAX_HISTORY)..];
+                let mut r = Vec::with_capacity(recent.len() * dim);
+                for &id in recent {
+                    let row = (id as usize)
+                        .checked_sub(1)
+                        .filter(|&r| r < n)
+                        .ok_or_else(|| {
+                            Error::Other(format!("history item {id} is not one of the {n} items"))
+                        })?;
+                    r.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
+                }
+                Ok(r)
+            })
+            .collect::<Result<_, Error>>()?;
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        out.extend(encoder.encode(&refs)?);
+    }
+    Ok(out)
 }
 
 /// The example histories committed with the model's test fixture.

@@ -35,15 +35,43 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
         .collect();
     let store_file = index.manifest().store_file();
     let graph_file = index.manifest().graph_file();
-    let version = index.store().container().header().format_version;
+    let space = index.space();
+    // The index's format version: the newest of its files' (a learned space needs 2).
+    let version = [
+        Some(index.store().container().header().format_version),
+        Some(index.graph().container().header().format_version),
+        space.map(|s| s.container().header().format_version),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(1);
+    let tuned = index.tuned();
+    let info_of = |key: &str| tuned.and_then(|t| t.info(key)).map(str::to_string);
     if a.json {
+        let mut files = serde_json::Map::new();
+        files.insert(store_file.clone(), index.store().file_len().into());
+        files.insert(graph_file.clone(), index.graph().file_len().into());
+        if let Some(s) = space {
+            files.insert(index.manifest().space_file(), s.file_len().into());
+        }
         let v = serde_json::json!({
             "index": a.index.display().to_string(),
             "items": index.len(),
             "dim": index.dim(),
             "widths": index.widths(),
             "coarse_dim": index.coarse_dim(),
+            "coarse_space": index.layout().coarse_space.name(),
             "ids_are_rows": index.store().ids_are_rows(),
+            "space": space.map(|s| serde_json::json!({
+                "kind": s.kind().name(),
+                "code_dim": s.code_dim(),
+                "code_widths": s.widths(),
+                "fit_queries": s.meta().n_fit_queries,
+                "fit_items": s.meta().n_fit_items,
+                "captured": s.meta().captured,
+                "seed": s.meta().seed,
+            })),
             "graph": {
                 "m": g.m, "m0": g.m0, "layers": layers, "entry_point": g.entry_point,
                 "max_norm": g.max_norm,
@@ -52,14 +80,19 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
                 "threads": info.as_ref().map(|i| i.threads),
                 "build_seconds": info.as_ref().map(|i| i.build_seconds),
                 "built_by": info.as_ref().map(|i| i.crate_version.clone()),
+                "builder": info.as_ref().map(|i| i.builder.clone()),
             },
-            "files": {
-                store_file: index.store().file_len(),
-                graph_file: index.graph().file_len(),
-            },
+            "files": files,
             "format_version": version,
             "default_plan": index.default_plan().to_string(),
             "default_ef": index.default_ef(),
+            "tuned": tuned.map(|t| {
+                let mut m = serde_json::Map::new();
+                for (k, v) in &t.info {
+                    m.insert(k.clone(), v.clone().into());
+                }
+                serde_json::Value::Object(m)
+            }),
         });
         println!("{v}");
         return Ok(());
@@ -68,7 +101,24 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     println!("items          {}", index.len());
     println!("dimension      {}", index.dim());
     println!("widths         {:?}", index.widths());
-    println!("coarse dim     {}", index.coarse_dim());
+    match space {
+        Some(s) => {
+            println!(
+                "coarse space   learned ({}): {} code dims in bands {:?}, fitted on {} items and {} sample queries, carrying {:.1}% of the inner-product form; graph on L{}",
+                s.kind().name(),
+                s.code_dim(),
+                s.widths(),
+                s.meta().n_fit_items,
+                s.meta().n_fit_queries,
+                100.0 * s.meta().captured,
+                index.coarse_dim()
+            );
+        }
+        None => println!(
+            "coarse space   native: the graph is built on the first {} dims",
+            index.coarse_dim()
+        ),
+    }
     println!(
         "ids            {}",
         if index.store().ids_are_rows() {
@@ -96,14 +146,35 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
         index.default_plan(),
         index
             .default_ef()
-            .map(|e| format!(" ef {e} (from DEFAULT_PLAN)"))
+            .map(|e| format!(" ef {e}"))
             .unwrap_or_default()
     );
-    println!(
-        "files          {store_file} {:.1} MB, {graph_file} {:.1} MB",
+    match tuned.filter(|t| t.info("recall").is_some()) {
+        Some(_) => println!(
+            "tuned          recall@{} {} ± {} (target {}) at {} q/s on 1 thread, on {} {}",
+            info_of("k").unwrap_or_else(|| "10".into()),
+            info_of("recall").unwrap_or_else(|| "?".into()),
+            info_of("recall_se").unwrap_or_else(|| "?".into()),
+            info_of("target").unwrap_or_else(|| "?".into()),
+            info_of("qps").unwrap_or_else(|| "?".into()),
+            info_of("queries").unwrap_or_else(|| "?".into()),
+            info_of("source").unwrap_or_else(|| "queries".into()),
+        ),
+        None => println!("tuned          no (the untuned default of the layout)"),
+    }
+    let mut files = format!(
+        "{store_file} {:.1} MB, {graph_file} {:.1} MB",
         index.store().file_len() as f64 / 1e6,
         index.graph().file_len() as f64 / 1e6
     );
+    if let Some(s) = space {
+        files.push_str(&format!(
+            ", {} {:.1} MB",
+            index.manifest().space_file(),
+            s.file_len() as f64 / 1e6
+        ));
+    }
+    println!("files          {files}");
     println!("format         version {version} (this build reads {OLDEST_SUPPORTED_FORMAT_VERSION}..={FORMAT_VERSION})");
     Ok(())
 }
@@ -117,7 +188,10 @@ pub fn run_verify(a: VerifyArgs) -> Result<(), Error> {
         "ok: {} verified ({} items, {:.1} MB) in {:.2}s",
         a.index.display(),
         index.len(),
-        (index.store().file_len() + index.graph().file_len()) as f64 / 1e6,
+        (index.store().file_len()
+            + index.graph().file_len()
+            + index.space().map_or(0, |s| s.file_len())) as f64
+            / 1e6,
         t0.elapsed().as_secs_f64()
     );
     Ok(())

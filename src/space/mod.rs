@@ -153,6 +153,9 @@ pub struct LearnedSpace {
     item_map_offset: usize,
     spectrum_offset: usize,
     resident: Option<Bytes>,
+    /// The query map in half precision, made at open (`code_dim × dim`, a few hundred KiB):
+    /// projecting a query reads it whole, and half the bytes is half the time.
+    query_map_f16: Vec<u16>,
 }
 
 impl std::fmt::Debug for LearnedSpace {
@@ -228,6 +231,22 @@ impl LearnedSpace {
             });
             start = end;
         }
+        // Scaled by a power of two into half precision's well-resolved range: the query
+        // code only ranks candidates against each other, so a common factor is harmless.
+        let map = cast_section::<f32>(&bytes, &container, qr, "query map")?;
+        let max = map
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f32, |m, &v| m.max(v.abs()));
+        let scale = if max > 0.0 {
+            2f32.powi((10 - max.log2().ceil() as i32).clamp(-120, 120))
+        } else {
+            1.0
+        };
+        let query_map_f16 = map
+            .iter()
+            .map(|&v| crate::simd::to_f16_bits(v * scale))
+            .collect();
         Ok(LearnedSpace {
             bytes,
             container,
@@ -238,6 +257,7 @@ impl LearnedSpace {
             item_map_offset: ir.offset,
             spectrum_offset: sr.offset,
             resident: None,
+            query_map_f16,
         })
     }
 
@@ -345,9 +365,12 @@ impl LearnedSpace {
     }
 
     /// Projects the first `in_dims` dims of `query` (the rest taken as zero) onto the first
-    /// `out.len()` code components: `out[i] = Σ_{j < in_dims} A[i][j] q[j]`.
+    /// `out.len()` code components: `out[i] = c · Σ_{j < in_dims} A[i][j] q[j]`, with the map
+    /// rounded to half precision (relative error about 5·10⁻⁴ per entry) and `c` a power of
+    /// two fixed per index. Code scores only rank candidates against each other; returned
+    /// scores are exact native inner products.
     pub fn project_query(&self, query: &[f32], in_dims: usize, out: &mut [f32]) {
-        crate::simd::dot_many(&query[..in_dims], self.query_map(), self.dim(), 0, out);
+        crate::simd::dot_many_f16(&query[..in_dims], &self.query_map_f16, self.dim(), 0, out);
     }
 
     /// Copies code band 0 (the coarse code) into anonymous huge-page memory, like
