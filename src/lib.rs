@@ -6,8 +6,8 @@
 //! ```text
 //! ingest (.npy/.fvecs) ──► store: every vector once, full width, band-major by nested width
 //!                               (memory-mapped; band 0 = the coarse prefix, contiguous)
-//!                      ──► coarse graph: HNSW on the prefix (built by hnsw_rs with an
-//!                               inner-product dissimilarity, exported to flat u32 lists, mapped)
+//!                      ──► coarse graph: HNSW on the prefix (graph::insert, with an
+//!                               inner-product dissimilarity, into flat u32 lists, mapped)
 //! query ──► coarse stage: beam search on the graph, keep₀ candidates
 //!       ──► cascade: each stage adds the next band's dot product to every candidate's score
 //!                    (no dimension multiplied twice) and keeps the best keepᵢ

@@ -82,10 +82,10 @@ pub struct NativeOptions {
 /// of the row. Keys order like [`super::search::Candidate`] (by score, ties to the smaller
 /// row) and compare in one instruction, which the heaps and sorts of insertion do millions of
 /// times.
-type Key = u64;
+pub(super) type Key = u64;
 
 #[inline]
-fn key(score: f32, row: u32) -> Key {
+pub(super) fn key(score: f32, row: u32) -> Key {
     let b = score.to_bits();
     let ordered = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
     (u64::from(ordered) << 32) | u64::from(!row)
@@ -103,7 +103,7 @@ fn key_score(k: Key) -> f32 {
 }
 
 #[inline]
-fn key_row(k: Key) -> u32 {
+pub(super) fn key_row(k: Key) -> u32 {
     !(k as u32)
 }
 
@@ -171,7 +171,7 @@ impl Lists {
 }
 
 /// Per-thread working memory, reused by every insertion.
-struct Scratch {
+pub(super) struct Scratch {
     /// One bit per node; the bits set are listed in `touched` and cleared after each search.
     visited: Vec<u64>,
     touched: Vec<u32>,
@@ -195,7 +195,8 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(n: usize) -> Scratch {
+    /// Working memory for a graph of `n` nodes.
+    pub(super) fn new(n: usize) -> Scratch {
         Scratch {
             visited: vec![0; n.div_ceil(64)],
             touched: Vec::new(),
@@ -243,7 +244,7 @@ struct SelectBuffers<'a> {
 }
 
 /// The graph under construction.
-struct Builder<S> {
+pub(super) struct Builder<S> {
     space: S,
     levels: Vec<u8>,
     /// Index in `upper` of a node's layer-1 list (`u32::MAX` for level-0 nodes).
@@ -290,6 +291,247 @@ impl Drop for NodeGuard<'_> {
 }
 
 impl<S: Space> Builder<S> {
+    /// An empty graph over `space` with these node levels, `first` already in as the entry
+    /// point.
+    pub(super) fn new(
+        space: S,
+        levels: Vec<u8>,
+        first: u32,
+        params: &GraphParams,
+        prune: Prune,
+    ) -> Builder<S> {
+        let n = levels.len();
+        let mut upper_base = vec![u32::MAX; n];
+        let mut n_upper = 0usize;
+        for (base, &level) in upper_base.iter_mut().zip(&levels) {
+            if level > 0 {
+                *base = n_upper as u32;
+                n_upper += level as usize;
+            }
+        }
+        Builder {
+            space,
+            upper_base,
+            layer0: Lists::new(n, 2 * params.m),
+            upper: Lists::new(n_upper, params.m),
+            locks: HugeZeroed::new(n),
+            top: Mutex::new((first, levels[first as usize] as usize)),
+            levels,
+            ef: params.ef_construction.max(1),
+            prune,
+        }
+    }
+
+    /// The rows being built on.
+    pub(super) fn space(&self) -> &S {
+        &self.space
+    }
+
+    /// Inserts `order` (nodes not yet in the graph) on the current rayon pool: the first
+    /// ones one at a time, then in batches claimed by the threads. With one thread the
+    /// insertions happen in `order`, so the graph is reproducible.
+    pub(super) fn insert_many(&self, order: &[u32], on_inserted: &(dyn Fn(u64) + Sync)) {
+        self.for_each_node(order, on_inserted, &|b, q, s| b.insert(q, s));
+    }
+
+    /// [`Builder::enhance`] for every node of `order`, in parallel as [`Builder::insert_many`].
+    pub(super) fn enhance_many(&self, order: &[u32]) {
+        self.for_each_node(order, &|_| {}, &|b, q, s| b.enhance(q, s));
+    }
+
+    /// Runs `f` for every node of `order`: the first ones one at a time, then in batches
+    /// claimed by the threads of the current rayon pool.
+    fn for_each_node(
+        &self,
+        order: &[u32],
+        on_inserted: &(dyn Fn(u64) + Sync),
+        f: &(dyn Fn(&Self, u32, &mut Scratch) + Sync),
+    ) {
+        let n = order.len();
+        let serial = if rayon::current_num_threads() <= 1 {
+            n
+        } else {
+            n.min(SERIAL_PREFIX)
+        };
+        let mut s = Scratch::new(self.levels.len());
+        for (i, &q) in order[..serial].iter().enumerate() {
+            f(self, q, &mut s);
+            if i % 1000 == 999 {
+                on_inserted(1000);
+            }
+        }
+        on_inserted((serial % 1000) as u64);
+        drop(s);
+        let next = AtomicUsize::new(serial);
+        (0..rayon::current_num_threads())
+            .into_par_iter()
+            .for_each(|_| {
+                let mut s: Option<Scratch> = None;
+                loop {
+                    let start = next.fetch_add(BATCH, Relaxed);
+                    if start >= n {
+                        break;
+                    }
+                    let s = s.get_or_insert_with(|| Scratch::new(self.levels.len()));
+                    let batch = &order[start..(start + BATCH).min(n)];
+                    for &q in batch {
+                        f(self, q, s);
+                    }
+                    on_inserted(batch.len() as u64);
+                }
+            });
+    }
+
+    /// Gives `node` the layer-0 links the heuristic selects from `cands` (keys scored
+    /// relative to `node`, any order), without reverse links.
+    pub(super) fn set_links(&self, node: u32, cands: &mut [Key], s: &mut Scratch) {
+        cands.sort_unstable();
+        cands.reverse();
+        let buffers = SelectBuffers {
+            open: &mut s.open,
+            open_rows: &mut s.open_rows,
+            scores: &mut s.scores,
+            probe: &mut s.probe,
+        };
+        self.select(cands, self.layer0.cap, &mut s.linked, buffers);
+        let _guard = NodeGuard::lock(&self.locks[node as usize]);
+        self.layer0.write(node as usize, &s.linked);
+    }
+
+    /// Offers `node` as a reverse link to each of its layer-0 neighbours.
+    pub(super) fn link_back(&self, node: u32, s: &mut Scratch) {
+        let mut links = std::mem::take(&mut s.linked);
+        {
+            let _guard = NodeGuard::lock(&self.locks[node as usize]);
+            self.layer0.read(node as usize, &mut links);
+        }
+        for &k in &links {
+            self.add_link(key_row(k), 0, key(key_score(k), node), s);
+        }
+        s.linked = links;
+    }
+
+    /// Searches layer 0 for node `q` from the entry point and re-selects its links from the
+    /// search results together with the links it has, then offers `q` back to them (the
+    /// connectivity enhancement of a query-guided graph).
+    pub(super) fn enhance(&self, q: u32, s: &mut Scratch) {
+        let mut v = std::mem::take(&mut s.query);
+        self.space.prepare_exact(q, &mut v);
+        let entry = lock(&self.top).0;
+        self.space.scores(&v, &[entry], &mut s.scores);
+        self.search_layer(&v, q, key(s.scores[0], entry), 0, self.ef, s);
+        {
+            let _guard = NodeGuard::lock(&self.locks[q as usize]);
+            self.layer0.read(q as usize, &mut s.merged);
+        }
+        for &k in &s.found {
+            if !s.merged.iter().any(|&x| key_row(x) == key_row(k)) {
+                s.merged.push(k);
+            }
+        }
+        s.merged.sort_unstable();
+        s.merged.reverse();
+        let mut linked = std::mem::take(&mut s.linked);
+        let buffers = SelectBuffers {
+            open: &mut s.open,
+            open_rows: &mut s.open_rows,
+            scores: &mut s.scores,
+            probe: &mut s.probe,
+        };
+        self.select(&s.merged, self.layer0.cap, &mut linked, buffers);
+        {
+            let _guard = NodeGuard::lock(&self.locks[q as usize]);
+            self.layer0.write(q as usize, &linked);
+        }
+        for &k in &linked {
+            self.add_link(key_row(k), 0, key(key_score(k), q), s);
+        }
+        s.linked = linked;
+        s.query = v;
+    }
+
+    /// Whether each node can be reached from the entry point on layer 0.
+    pub(super) fn reachable(&self) -> Vec<bool> {
+        let mut parent = vec![u32::MAX; self.levels.len()];
+        let entry = lock(&self.top).0;
+        parent[entry as usize] = entry;
+        self.spread(entry, &mut parent);
+        parent.iter().map(|&p| p != u32::MAX).collect()
+    }
+
+    /// Marks every node reachable from `from` that has no parent yet with its parent on a
+    /// path from `from`.
+    fn spread(&self, from: u32, parent: &mut [u32]) {
+        let mut stack = vec![from];
+        while let Some(x) = stack.pop() {
+            for slot in self.layer0.slots(x as usize) {
+                let nb = slot.load(Relaxed);
+                if nb == NO_NEIGHBOUR {
+                    break;
+                }
+                if parent[nb as usize] == u32::MAX {
+                    parent[nb as usize] = x;
+                    stack.push(nb);
+                }
+            }
+        }
+    }
+
+    /// Makes every node reachable from the entry point on layer 0 (one thread). A spanning
+    /// tree from the entry point is kept; each unreached node is linked in from the best
+    /// reached nodes a layer-0 search finds for it, into a free slot or in place of the
+    /// host's worst link that is not a tree link. Tree links are never displaced, so what is
+    /// reached stays reached. Returns how many links were forced in.
+    pub(super) fn connect(&self, s: &mut Scratch) -> usize {
+        let n = self.levels.len();
+        let entry = lock(&self.top).0;
+        let mut parent = vec![u32::MAX; n];
+        parent[entry as usize] = entry;
+        self.spread(entry, &mut parent);
+        let mut forced = 0;
+        let mut v = std::mem::take(&mut s.query);
+        for u in 0..n as u32 {
+            if parent[u as usize] != u32::MAX {
+                continue;
+            }
+            self.space.prepare_exact(u, &mut v);
+            self.space.scores(&v, &[entry], &mut s.scores);
+            self.search_layer(&v, u, key(s.scores[0], entry), 0, self.ef, s);
+            // Hosts with a free slot first (they lose nothing), then any.
+            let free = |b: &Self, k: &Key| {
+                let slots = b.layer0.slots(key_row(*k) as usize);
+                slots[slots.len() - 1].load(Relaxed) == NO_NEIGHBOUR
+            };
+            let (mut open, full): (Vec<Key>, Vec<Key>) =
+                s.found.iter().partition(|k| free(self, k));
+            open.extend(full);
+            for &host_key in &open {
+                let host = key_row(host_key);
+                self.layer0.read(host as usize, &mut s.merged);
+                if s.merged.len() == self.layer0.cap {
+                    let Some(worst) = s
+                        .merged
+                        .iter()
+                        .rposition(|&x| parent[key_row(x) as usize] != host)
+                    else {
+                        continue;
+                    };
+                    s.merged.remove(worst);
+                }
+                let link = key(key_score(host_key), u);
+                let pos = s.merged.partition_point(|&x| x > link);
+                s.merged.insert(pos, link);
+                self.layer0.write(host as usize, &s.merged);
+                parent[u as usize] = host;
+                self.spread(u, &mut parent);
+                forced += 1;
+                break;
+            }
+        }
+        s.query = v;
+        forced
+    }
+
     #[inline]
     fn lists(&self, layer: usize, node: u32) -> (&Lists, usize) {
         if layer == 0 {
@@ -348,7 +590,10 @@ impl<S: Space> Builder<S> {
         s.candidates.clear();
         s.results.clear();
         s.candidates.push(entry);
-        s.results.push(Reverse(entry));
+        if key_row(entry) != q_row {
+            // (A node re-searching the graph may be the entry point itself.)
+            s.results.push(Reverse(entry));
+        }
         // The worst result once there are `ef`; below it nothing is kept or expanded.
         let mut bound = 0;
         while let Some(c) = s.candidates.pop() {
@@ -477,7 +722,7 @@ impl<S: Space> Builder<S> {
     }
 
     /// Inserts node `q` (not the first one).
-    fn insert(&self, q: u32, s: &mut Scratch) {
+    pub(super) fn insert(&self, q: u32, s: &mut Scratch) {
         let level = self.levels[q as usize] as usize;
         let top = lock(&self.top);
         let (entry, top_level) = *top;
@@ -523,7 +768,13 @@ impl<S: Space> Builder<S> {
         }
     }
 
-    fn export(self, dim: usize, m: usize, max_norm: f32, metric: CoarseMetric) -> ExportedGraph {
+    pub(super) fn export(
+        self,
+        dim: usize,
+        m: usize,
+        max_norm: f32,
+        metric: CoarseMetric,
+    ) -> ExportedGraph {
         let n = self.levels.len();
         let (entry_point, top_level) = *lock(&self.top);
         let mut upper = Vec::with_capacity(top_level);
@@ -611,58 +862,9 @@ fn insert_all<S: Space>(
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(params.seed));
     let levels = draw_levels(n, params.m, params.seed);
-    let mut upper_base = vec![u32::MAX; n];
-    let mut n_upper = 0usize;
-    for (base, &level) in upper_base.iter_mut().zip(&levels) {
-        if level > 0 {
-            *base = n_upper as u32;
-            n_upper += level as usize;
-        }
-    }
-    let first = order[0];
-    let builder = Builder {
-        space,
-        upper_base,
-        layer0: Lists::new(n, 2 * params.m),
-        upper: Lists::new(n_upper, params.m),
-        locks: HugeZeroed::new(n),
-        top: Mutex::new((first, levels[first as usize] as usize)),
-        levels,
-        ef: params.ef_construction.max(1),
-        prune,
-    };
-    let serial = if rayon::current_num_threads() <= 1 {
-        n
-    } else {
-        n.min(SERIAL_PREFIX)
-    };
-    let mut s = Scratch::new(n);
-    for (i, &q) in order[..serial].iter().enumerate().skip(1) {
-        builder.insert(q, &mut s);
-        if i % 1000 == 999 {
-            on_inserted(1000);
-        }
-    }
-    on_inserted((serial % 1000) as u64);
-    drop(s);
-    let next = AtomicUsize::new(serial);
-    (0..rayon::current_num_threads())
-        .into_par_iter()
-        .for_each(|_| {
-            let mut s: Option<Scratch> = None;
-            loop {
-                let start = next.fetch_add(BATCH, Relaxed);
-                if start >= n {
-                    break;
-                }
-                let s = s.get_or_insert_with(|| Scratch::new(n));
-                let batch = &order[start..(start + BATCH).min(n)];
-                for &q in batch {
-                    builder.insert(q, s);
-                }
-                on_inserted(batch.len() as u64);
-            }
-        });
+    let builder = Builder::new(space, levels, order[0], params, prune);
+    on_inserted(1);
+    builder.insert_many(&order[1..], on_inserted);
     builder.export(dim, params.m, max_norm, params.metric)
 }
 

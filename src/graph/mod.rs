@@ -15,6 +15,7 @@
 //! `q·x` on the prefix band.
 
 pub mod build;
+pub mod guided;
 pub mod insert;
 pub mod scoring;
 pub mod search;
