@@ -309,11 +309,19 @@ impl TuneOptions {
     }
 }
 
+/// Queries the coarse settings are explored on (the picks are measured on all).
+const EXPLORE_QUERIES: usize = 500;
+/// Queries an exact scan is first timed on before it runs on all of them.
+const SCAN_PROBE_QUERIES: usize = 20;
+
 /// Coarse keeps tried, from the cheapest up.
 const KEEPS: [usize; 22] = [
     10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000,
     7500, 10_000, 20_000,
 ];
+/// The most survivors a simulated learned plan rescores at the native width.
+const MAX_NATIVE_RESCORE: usize = 200;
+
 /// Keeps tried at the learned stages after the coarse one.
 const CODE_KEEPS: [usize; 13] = [10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000];
 /// Pool shrink factors tried at each later native width.
@@ -485,6 +493,7 @@ pub fn tune(
             Coarse::Graph(_) => None,
         })
         .max();
+    let ne = nq.min(EXPLORE_QUERIES);
     for &coarse in &settings {
         // A setting whose coarse stage alone is slower than the fastest complete plan so far
         // cannot win, nor can wider ones of its kind.
@@ -495,27 +504,45 @@ pub fn tune(
         if *pruned {
             continue;
         }
+        // Settings are explored on the first EXPLORE_QUERIES queries; the picks are timed
+        // and their recall measured on all of them.
+        let eq = &queries[..ne * dim];
+        let et = &truth_rows[..ne];
         let explored = match coarse {
             Coarse::Graph(_) => {
                 let (pools, secs) =
-                    coarse_pools(index, coarse, queries, width, &filter_of, &mut scratch)?;
-                simulate_setting(index, coarse, secs, &pools, queries, width, &truth_rows, k)
+                    coarse_pools(index, coarse, eq, width, &filter_of, &mut scratch)?;
+                simulate_setting(index, coarse, secs, &pools, eq, width, et, k)
             }
             Coarse::Scan(_) => {
-                // One scan keeping the most any scan setting keeps serves them all.
+                // One scan keeping the most any scan setting keeps serves them all; a scan
+                // already slower than the best plan on a few queries is not run in full.
                 if scan.is_none() {
                     let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    let few = ne.min(SCAN_PROBE_QUERIES);
+                    let (_, secs) = coarse_pools(
+                        index,
+                        all,
+                        &queries[..few * dim],
+                        width,
+                        &filter_of,
+                        &mut scratch,
+                    )?;
+                    if secs > best_time {
+                        pruned_scan = true;
+                        continue;
+                    }
                     scan = Some(coarse_pools(
                         index,
                         all,
-                        queries,
+                        eq,
                         width,
                         &filter_of,
                         &mut scratch,
                     )?);
                 }
                 let (pools, secs) = scan.as_ref().expect("scanned just above");
-                simulate_setting(index, coarse, *secs, pools, queries, width, &truth_rows, k)
+                simulate_setting(index, coarse, *secs, pools, eq, width, et, k)
             }
         };
         if explored.coarse_secs > best_time {
@@ -1066,9 +1093,13 @@ fn later_plans(
                 }
                 prefixes = next;
             }
-            for (mut stages, _) in prefixes {
-                stages.push(Stage::native(dim, Keep::K));
-                plans.push(stages);
+            // Rescoring more than MAX_NATIVE_RESCORE survivors at the native width (a
+            // whole-width row each) never beats narrowing them on the code first.
+            for (mut stages, last) in prefixes {
+                if last <= MAX_NATIVE_RESCORE {
+                    stages.push(Stage::native(dim, Keep::K));
+                    plans.push(stages);
+                }
             }
         }
         Space::Native if layout.coarse_width >= answer => {

@@ -281,10 +281,19 @@ fn native_graph_recall_at_least_hnsw_rs_graph() {
     for ef in [10usize, 32, 64] {
         let native = graph_recall(&graphs[0], &rows, dim, &queries, &truth, ef);
         let reference = graph_recall(&graphs[1], &rows, dim, &queries, &truth, ef);
-        println!("ef {ef}: coarse recall@10 native {native:.4}, hnsw_rs {reference:.4}");
+        // Two independent builds differ by chance: allow three standard errors of the
+        // difference of two recalls measured on 10 × nq trials (0.019 at recall 0.89), far
+        // below what a broken builder loses (a graph without long links or with unpruned
+        // neighbour lists loses tenths at ef 10).
+        let p = (native + reference) / 2.0;
+        let tolerance = 3.0 * (2.0 * p * (1.0 - p) / (10 * nq) as f64).sqrt();
+        println!(
+            "ef {ef}: coarse recall@10 native {native:.4}, hnsw_rs {reference:.4}, \
+             tolerance {tolerance:.4}"
+        );
         assert!(
-            native >= reference - 0.01,
-            "ef {ef}: native {native} < hnsw_rs {reference} (seed {seed})"
+            native >= reference - tolerance,
+            "ef {ef}: native {native} < hnsw_rs {reference} - {tolerance} (seed {seed})"
         );
     }
 }
