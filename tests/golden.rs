@@ -1,13 +1,18 @@
-//! Golden files: a small version-1 index checked in under `tests/golden/v1/` must keep
-//! opening, verifying and answering exactly as when it was written, with the current code.
-//! A fresh build of the same data must produce a byte-identical store file, so any change
-//! to the store format is deliberate (bump `FORMAT_VERSION` and add a new golden set).
+//! Golden files: small indexes checked in under `tests/golden/vN/` must keep opening,
+//! verifying and answering exactly as when they were written, with the current code.
+//! `v1` is a native index (format version 1); `v2` holds a learned coarse space (code
+//! bands, a graph on the code, query and item maps) and a tuned default plan section.
+//! A fresh build of the same data must produce a byte-identical store file (and, for v2,
+//! the same maps and codes), so any change to the formats is deliberate (bump
+//! `FORMAT_VERSION` and add a new golden set).
 //!
 //! Regenerate (only when the format version changes, into a new folder):
 //! `cargo test --test golden -- --ignored regenerate_golden`
 
 use mrl_index::format::{Container, SectionEntry};
+use mrl_index::build::{SampleQueries, SpaceChoice};
 use mrl_index::graph::{section, GRAPH_MAGIC};
+use mrl_index::plan::Space;
 use mrl_index::ingest::MatrixSource;
 use mrl_index::progress::NoProgress;
 use mrl_index::synth::MatryoshkaLike;
@@ -23,6 +28,48 @@ const K: usize = 5;
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
 }
+
+fn golden_v2_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v2")
+}
+
+/// Sample queries for the v2 set: the generator's queries with their energy moved to the
+/// last dims and a common offset (out of the items' distribution, as real user vectors).
+fn sample_queries(n: usize) -> Vec<f32> {
+    let gen = MatryoshkaLike::with_dim(DIM, 2025);
+    let offset = MatryoshkaLike::with_dim(DIM, 99).queries(1);
+    let mut q = gen.queries(n);
+    for row in q.chunks_exact_mut(DIM) {
+        for (d, v) in row.iter_mut().enumerate() {
+            let t = d as f32 / DIM as f32;
+            *v = *v * (0.3 + 1.7 * t * t) + 0.5 * offset[d];
+        }
+    }
+    q
+}
+
+/// The v2 builder: the v1 settings, the learned space forced, a 16-d code (code widths
+/// 8 and 16) and 200 sample queries.
+fn builder_v2() -> IndexBuilder {
+    builder()
+        .space(SpaceChoice::Learned)
+        .code_dim(16)
+        .sample_queries(SampleQueries::new(sample_queries(200), DIM, "golden sample"))
+}
+
+fn build_v2_into(dir: &Path) {
+    let (items, _, ids) = data();
+    let src = MatrixSource::new(items, DIM).unwrap();
+    builder_v2()
+        .overwrite(true)
+        .build(&src, Some(&ids), dir, &NoProgress)
+        .unwrap();
+}
+
+/// The v2 query plan: a small beam on the learned graph (so the golden graph is
+/// traversed), then the code and the native width.
+const V2_PLAN: &str = "L8:20,L16:10,32:k";
+const V2_EF: usize = 20;
 
 fn data() -> (Vec<f32>, Vec<f32>, Vec<u64>) {
     let gen = MatryoshkaLike {
@@ -185,6 +232,155 @@ fn single_threaded_builds_are_reproducible() {
         )
         .unwrap();
     assert_ne!(graph_content(a.path()), graph_content(c.path()));
+}
+
+/// Checks `dir`'s `expected.json` against the current code's answers to its queries.
+fn check_expected(index: &Index, dir: &Path) {
+    let expected: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let plan = expected["plan"].as_str().unwrap().parse().unwrap();
+    let params = SearchParams {
+        plan: Some(plan),
+        ef: Some(expected["ef"].as_u64().unwrap() as usize),
+        width: None,
+    };
+    let queries = expected["queries"].as_array().unwrap();
+    let results = expected["results"].as_array().unwrap();
+    assert_eq!(queries.len(), NQ);
+    for (q, want) in queries.iter().zip(results) {
+        let q: Vec<f32> = q
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let hits = index.search(&q, K, &params).unwrap();
+        let want = want.as_array().unwrap();
+        assert_eq!(hits.len(), want.len());
+        for (h, w) in hits.iter().zip(want) {
+            assert_eq!(h.id, w["id"].as_u64().unwrap());
+            let want = w["score"].as_f64().unwrap();
+            assert!(
+                (f64::from(h.score) - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "score of id {}: {} vs {want}",
+                h.id,
+                h.score
+            );
+        }
+    }
+}
+
+#[test]
+fn golden_v2_index_reads_verifies_and_answers_as_written() {
+    let dir = golden_v2_dir();
+    let index = Index::open(&dir).expect("golden v2 index opens");
+    index.verify().expect("golden v2 index verifies");
+    assert_eq!(index.len(), N);
+    assert_eq!(index.widths(), vec![8, 16, 32]);
+    let space = index.space().expect("the v2 golden index holds a learned space");
+    assert_eq!(space.widths(), &[8, 16]);
+    assert_eq!(space.code_dim(), 16);
+    assert_eq!(index.layout().coarse_space, Space::Learned);
+    assert_eq!(index.graph().meta().space, 1, "the graph is built on the code");
+    // The tuned default plan section decodes and starts on the learned space.
+    let tuned = index.tuned().expect("the v2 golden index holds a tuned plan");
+    assert_eq!(tuned.plan.stages()[0].space, Space::Learned);
+    assert!(tuned.info("recall").is_some());
+    check_expected(&index, &dir);
+    // The default search answers every query with scores that are exact inner products.
+    let (items, queries, _) = data();
+    for q in queries.chunks_exact(DIM) {
+        let hits = index.search(q, K, &SearchParams::default()).unwrap();
+        assert_eq!(hits.len(), K);
+        for h in &hits {
+            let row = ((h.id - 1_000_000) / 7) as usize;
+            let want: f64 = items[row * DIM..(row + 1) * DIM]
+                .iter()
+                .zip(q)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            assert!(
+                (f64::from(h.score) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "id {}: score {} vs exact {want}",
+                h.id,
+                h.score
+            );
+        }
+    }
+}
+
+#[test]
+fn fresh_build_writes_the_golden_v2_space() {
+    // The maps and codes come from a closed-form fit: a fresh build agrees with the golden
+    // one to float rounding (the linear algebra may sum in another order on another CPU),
+    // the widths and spectrum length exactly, and the store byte for byte but the norms.
+    let tmp = tempfile::tempdir().unwrap();
+    build_v2_into(tmp.path());
+    let fresh = Index::open(tmp.path()).unwrap();
+    let golden = Index::open(golden_v2_dir()).unwrap();
+    let (f, g) = (fresh.space().unwrap(), golden.space().unwrap());
+    assert_eq!(f.widths(), g.widths());
+    assert_eq!(f.code_dim(), g.code_dim());
+    assert_eq!(f.spectrum().len(), g.spectrum().len());
+    let close = |what: &str, a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len(), "{what} length");
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-3 * scale,
+                "{what}[{i}]: fresh {x} vs golden {y} (scale {scale}): the learned space changed"
+            );
+        }
+    };
+    close("query map", f.query_map(), g.query_map());
+    close("item map", f.item_map(), g.item_map());
+    close("spectrum", f.spectrum(), g.spectrum());
+    for b in 0..g.bands().len() {
+        let decode = |s: &[u16]| -> Vec<f32> {
+            s.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect()
+        };
+        close(
+            &format!("code band {b}"),
+            &decode(f.band_data(b)),
+            &decode(g.band_data(b)),
+        );
+    }
+    assert_eq!(
+        fresh.store().container().sections().len(),
+        golden.store().container().sections().len()
+    );
+}
+
+#[test]
+#[ignore = "writes tests/golden/v2; run only to create a new golden set"]
+fn regenerate_golden_v2() {
+    let dir = golden_v2_dir();
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    build_v2_into(&dir);
+    let index = Index::open(&dir).unwrap();
+    let (_, queries, _) = data();
+    let params = SearchParams {
+        plan: Some(V2_PLAN.parse().unwrap()),
+        ef: Some(V2_EF),
+        width: None,
+    };
+    let mut qs = Vec::new();
+    let mut rs = Vec::new();
+    for q in queries.chunks_exact(DIM) {
+        let hits = index.search(q, K, &params).unwrap();
+        qs.push(serde_json::json!(q));
+        rs.push(serde_json::json!(hits
+            .iter()
+            .map(|h| serde_json::json!({"id": h.id, "score": h.score}))
+            .collect::<Vec<_>>()));
+    }
+    let v = serde_json::json!({"plan": V2_PLAN, "ef": V2_EF, "queries": qs, "results": rs});
+    fs::write(
+        dir.join("expected.json"),
+        serde_json::to_string_pretty(&v).unwrap(),
+    )
+    .unwrap();
 }
 
 #[test]
