@@ -319,7 +319,8 @@ const KEEPS: [usize; 22] = [
     10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000,
     7500, 10_000, 20_000,
 ];
-/// The most survivors a simulated learned plan rescores at the native width.
+/// The most survivors, in full-width rows' worth of multiply-adds, a simulated learned plan
+/// rescores at the native answer width.
 const MAX_NATIVE_RESCORE: usize = 200;
 
 /// Keeps tried at the learned stages after the coarse one.
@@ -1093,10 +1094,10 @@ fn later_plans(
                 }
                 prefixes = next;
             }
-            // Rescoring more than MAX_NATIVE_RESCORE survivors at the native width (a
-            // whole-width row each) never beats narrowing them on the code first.
+            // Rescoring more survivors than MAX_NATIVE_RESCORE full-width rows cost at the
+            // answer width never beats narrowing them on the code first.
             for (mut stages, last) in prefixes {
-                if last <= MAX_NATIVE_RESCORE {
+                if last * answer <= MAX_NATIVE_RESCORE * index.dim() {
                     stages.push(Stage::native(dim, Keep::K));
                     plans.push(stages);
                 }
