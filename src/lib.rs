@@ -5,13 +5,17 @@
 //!
 //! ```text
 //! ingest (.npy/.fvecs) ──► store: every vector once, full width, band-major by nested width
-//!                               (memory-mapped; band 0 = the coarse prefix, contiguous)
-//!                      ──► coarse graph: HNSW on the prefix (graph::insert, with an
+//!                               (memory-mapped; band 0 = the native coarse prefix)
+//! sample queries ──────► space: native prefix, or a learned query-aware map into a compact
+//!   (optional)                  f16 code (space::learn), chosen by measurement (space::choose)
+//!                      ──► coarse graph: HNSW on the coarse space (graph::insert, with an
 //!                               inner-product dissimilarity, into flat u32 lists, mapped)
-//! query ──► coarse stage: beam search on the graph, keep₀ candidates
-//!       ──► cascade: each stage adds the next band's dot product to every candidate's score
-//!                    (no dimension multiplied twice) and keeps the best keepᵢ
-//!       ──► hits {id, score}: exact inner products at the plan's final width
+//!                      ──► default plan: tuned on held-out sample queries (tune)
+//! query ──► (learned) projected once: q·A over the code widths the plan uses
+//!       ──► coarse stage: beam search on the graph (or an exact code scan), keep₀ candidates
+//!       ──► cascade: each stage adds the next band's dot product (code, then native) to every
+//!                    candidate's score (no dimension multiplied twice), keeps the best keepᵢ
+//!       ──► hits {id, score}: exact inner products of the original vectors at the answer width
 //! ```
 //!
 //! In a recommender, a user's history goes through the query encoder to give the query
@@ -38,9 +42,10 @@
 //! ```
 //!
 //! Module map: [`ingest`] reads input files; [`store`] is the embedding store; [`graph`] the
-//! coarse graph (build and search); [`plan`] and [`search`] the cascade; [`index`] ties them
-//! into [`Index`]; [`build`] is [`IndexBuilder`]; [`format`](mod@format) is the container shared by all
-//! files (spec in `index-formats/v1.md`); [`exact`] is brute force for ground truth;
+//! coarse graph (build and search); [`space`] the learned coarse space; [`plan`] and
+//! [`search`] the cascade; [`tune`] chooses default plans; [`index`] ties them into
+//! [`Index`]; [`build`] is [`IndexBuilder`]; [`format`](mod@format) is the container shared
+//! by all files (spec in `index-formats/v2.md`); [`exact`] is brute force for ground truth;
 //! [`synth`] generates Matryoshka-like test data.
 
 #![warn(missing_docs)]
@@ -95,6 +100,11 @@ pub enum Error {
     #[error("{0}")]
     Other(String),
 }
+
+/// The README's Rust example, compiled as a doctest so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 #[cfg(test)]
 mod send_sync {
