@@ -9,11 +9,11 @@
 //! Regenerate (only when the format version changes, into a new folder):
 //! `cargo test --test golden -- --ignored regenerate_golden`
 
-use mrl_index::format::{Container, SectionEntry};
 use mrl_index::build::{SampleQueries, SpaceChoice};
+use mrl_index::format::{Container, SectionEntry};
 use mrl_index::graph::{section, GRAPH_MAGIC};
-use mrl_index::plan::Space;
 use mrl_index::ingest::MatrixSource;
+use mrl_index::plan::Space;
 use mrl_index::progress::NoProgress;
 use mrl_index::synth::MatryoshkaLike;
 use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
@@ -54,7 +54,11 @@ fn builder_v2() -> IndexBuilder {
     builder()
         .space(SpaceChoice::Learned)
         .code_dim(16)
-        .sample_queries(SampleQueries::new(sample_queries(200), DIM, "golden sample"))
+        .sample_queries(SampleQueries::new(
+            sample_queries(200),
+            DIM,
+            "golden sample",
+        ))
 }
 
 fn build_v2_into(dir: &Path) {
@@ -277,13 +281,21 @@ fn golden_v2_index_reads_verifies_and_answers_as_written() {
     index.verify().expect("golden v2 index verifies");
     assert_eq!(index.len(), N);
     assert_eq!(index.widths(), vec![8, 16, 32]);
-    let space = index.space().expect("the v2 golden index holds a learned space");
+    let space = index
+        .space()
+        .expect("the v2 golden index holds a learned space");
     assert_eq!(space.widths(), &[8, 16]);
     assert_eq!(space.code_dim(), 16);
     assert_eq!(index.layout().coarse_space, Space::Learned);
-    assert_eq!(index.graph().meta().space, 1, "the graph is built on the code");
+    assert_eq!(
+        index.graph().meta().space,
+        1,
+        "the graph is built on the code"
+    );
     // The tuned default plan section decodes and starts on the learned space.
-    let tuned = index.tuned().expect("the v2 golden index holds a tuned plan");
+    let tuned = index
+        .tuned()
+        .expect("the v2 golden index holds a tuned plan");
     assert_eq!(tuned.plan.stages()[0].space, Space::Learned);
     assert!(tuned.info("recall").is_some());
     check_expected(&index, &dir);
@@ -337,7 +349,9 @@ fn fresh_build_writes_the_golden_v2_space() {
     close("spectrum", f.spectrum(), g.spectrum());
     for b in 0..g.bands().len() {
         let decode = |s: &[u16]| -> Vec<f32> {
-            s.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect()
+            s.iter()
+                .map(|&h| half::f16::from_bits(h).to_f32())
+                .collect()
         };
         close(
             &format!("code band {b}"),
