@@ -136,39 +136,7 @@ fn golden_v1_index_reads_verifies_and_answers_as_written() {
     assert_eq!(index.widths(), vec![8, 16, 32]);
     assert_eq!(index.coarse_dim(), 8);
     assert_eq!(index.store().container().header().format_version, 1);
-    let expected: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    let plan = expected["plan"].as_str().unwrap().parse().unwrap();
-    let params = SearchParams {
-        plan: Some(plan),
-        ef: Some(expected["ef"].as_u64().unwrap() as usize),
-        width: None,
-    };
-    let queries = expected["queries"].as_array().unwrap();
-    let results = expected["results"].as_array().unwrap();
-    assert_eq!(queries.len(), NQ);
-    for (q, want) in queries.iter().zip(results) {
-        let q: Vec<f32> = q
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        let hits = index.search(&q, K, &params).unwrap();
-        let want = want.as_array().unwrap();
-        assert_eq!(hits.len(), want.len());
-        for (h, w) in hits.iter().zip(want) {
-            assert_eq!(h.id, w["id"].as_u64().unwrap());
-            // The dot-product kernel is chosen per CPU at run time and may sum in another
-            // order than the one that wrote the file: scores agree to float rounding.
-            let want = w["score"].as_f64().unwrap();
-            assert!(
-                (f64::from(h.score) - want).abs() <= 1e-6 * want.abs().max(1.0),
-                "score of id {}: {} vs {want}",
-                h.id,
-                h.score
-            );
-        }
+    for (q, hits) in check_expected(&index, &dir) {
         let exact = index.exact_search(&q, K, DIM, &Filter::NONE).unwrap();
         assert_eq!(hits, exact, "this plan covers all items, so it is exact");
     }
@@ -238,8 +206,11 @@ fn single_threaded_builds_are_reproducible() {
     assert_ne!(graph_content(a.path()), graph_content(c.path()));
 }
 
-/// Checks `dir`'s `expected.json` against the current code's answers to its queries.
-fn check_expected(index: &Index, dir: &Path) {
+/// Checks `dir`'s `expected.json` against the current code's answers to its queries (ids
+/// exactly; scores to float rounding, since the dot-product kernel is chosen per CPU at run
+/// time and may sum in another order than the one that wrote the file); returns each query
+/// with its hits.
+fn check_expected(index: &Index, dir: &Path) -> Vec<(Vec<f32>, Vec<mrl_index::Hit>)> {
     let expected: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let plan = expected["plan"].as_str().unwrap().parse().unwrap();
@@ -251,6 +222,7 @@ fn check_expected(index: &Index, dir: &Path) {
     let queries = expected["queries"].as_array().unwrap();
     let results = expected["results"].as_array().unwrap();
     assert_eq!(queries.len(), NQ);
+    let mut answered = Vec::new();
     for (q, want) in queries.iter().zip(results) {
         let q: Vec<f32> = q
             .as_array()
@@ -271,7 +243,9 @@ fn check_expected(index: &Index, dir: &Path) {
                 h.score
             );
         }
+        answered.push((q, hits));
     }
+    answered
 }
 
 #[test]
@@ -365,18 +339,13 @@ fn fresh_build_writes_the_golden_v2_space() {
     );
 }
 
-#[test]
-#[ignore = "writes tests/golden/v2; run only to create a new golden set"]
-fn regenerate_golden_v2() {
-    let dir = golden_v2_dir();
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    build_v2_into(&dir);
-    let index = Index::open(&dir).unwrap();
+/// Writes `dir/expected.json`: the data's queries and the index's answers with `plan`, `ef`.
+fn write_expected(dir: &Path, plan: &str, ef: usize) {
+    let index = Index::open(dir).unwrap();
     let (_, queries, _) = data();
     let params = SearchParams {
-        plan: Some(V2_PLAN.parse().unwrap()),
-        ef: Some(V2_EF),
+        plan: Some(plan.parse().unwrap()),
+        ef: Some(ef),
         width: None,
     };
     let mut qs = Vec::new();
@@ -389,12 +358,22 @@ fn regenerate_golden_v2() {
             .map(|h| serde_json::json!({"id": h.id, "score": h.score}))
             .collect::<Vec<_>>()));
     }
-    let v = serde_json::json!({"plan": V2_PLAN, "ef": V2_EF, "queries": qs, "results": rs});
+    let v = serde_json::json!({"plan": plan, "ef": ef, "queries": qs, "results": rs});
     fs::write(
         dir.join("expected.json"),
         serde_json::to_string_pretty(&v).unwrap(),
     )
     .unwrap();
+}
+
+#[test]
+#[ignore = "writes tests/golden/v2; run only to create a new golden set"]
+fn regenerate_golden_v2() {
+    let dir = golden_v2_dir();
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    build_v2_into(&dir);
+    write_expected(&dir, V2_PLAN, V2_EF);
 }
 
 #[test]
@@ -404,28 +383,5 @@ fn regenerate_golden() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.parent().unwrap()).unwrap();
     build_into(&dir);
-    let index = Index::open(&dir).unwrap();
-    let (_, queries, _) = data();
-    let plan = format!("8:{N},16:50,32:k");
-    let params = SearchParams {
-        plan: Some(plan.parse().unwrap()),
-        ef: Some(N),
-        width: None,
-    };
-    let mut qs = Vec::new();
-    let mut rs = Vec::new();
-    for q in queries.chunks_exact(DIM) {
-        let hits = index.search(q, K, &params).unwrap();
-        qs.push(serde_json::json!(q));
-        rs.push(serde_json::json!(hits
-            .iter()
-            .map(|h| serde_json::json!({"id": h.id, "score": h.score}))
-            .collect::<Vec<_>>()));
-    }
-    let v = serde_json::json!({"plan": plan, "ef": N, "queries": qs, "results": rs});
-    fs::write(
-        dir.join("expected.json"),
-        serde_json::to_string_pretty(&v).unwrap(),
-    )
-    .unwrap();
+    write_expected(&dir, &format!("8:{N},16:50,32:k"), N);
 }

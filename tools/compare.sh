@@ -54,7 +54,7 @@ BUILD_ARGS="${BUILD_ARGS-}"
 THREADS="$(nproc)"
 cd "$ROOT"
 cargo build --release --quiet
-B="$ROOT/target/release/mrl-index"
+B="${CARGO_TARGET_DIR:-$ROOT/target}/release/mrl-index"   # where cargo put it
 [ -n "$PEERS" ] && bash tools/peers/setup.sh >/dev/null
 PY="$ROOT/tools/peers/.venv/bin/python"
 mkdir -p "$OUT"

@@ -28,7 +28,7 @@ SEED="${SEED:-20261122}"
 SAMPLE="${SAMPLE:-10000}"
 [ -f "$SEQUENCES" ] || { echo "error: $SEQUENCES not found (set SEQUENCES=)" >&2; exit 1; }
 cd "$ROOT"
-B="$ROOT/target/release/mrl-index"
+B="${CARGO_TARGET_DIR:-$ROOT/target}/release/mrl-index"   # where cargo put it
 [ -x "$B" ] || cargo build --release --quiet
 PY="$ROOT/tools/peers/.venv/bin/python"
 [ -x "$PY" ] || bash tools/peers/setup.sh >/dev/null
