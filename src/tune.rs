@@ -25,6 +25,7 @@ use crate::manifest;
 use crate::plan::{Keep, SearchPlan, Space, Stage};
 use crate::search::{Filter, Hit, Scratch, SearchError, SearchParams};
 use crate::Index;
+use std::cell::Cell;
 use std::time::Instant;
 
 /// File name of the default plan written by `tune --write` before plans lived in the
@@ -482,113 +483,61 @@ pub fn tune(
         None => Filter::NONE,
     };
     let mut picks: Vec<(Coarse, SearchPlan)> = Vec::new();
-    let mut best_time = f64::INFINITY;
+    // Seconds per query of the fastest complete plan timed so far: a coarse stage slower
+    // than that cannot win.
+    let best_time = Cell::new(f64::INFINITY);
     let mut fallback: Option<(f64, Coarse, SearchPlan)> = None;
-    let mut pruned_graph = false;
-    let mut pruned_scan = false;
-    let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
-    let max_scan = settings
-        .iter()
-        .filter_map(|c| match c {
-            Coarse::Scan(k) => Some(*k),
-            Coarse::Graph(_) => None,
-        })
-        .max();
+    // Settings are explored on the first EXPLORE_QUERIES queries; the picks are timed and
+    // their recall measured on all of them.
     let ne = nq.min(EXPLORE_QUERIES);
-    for &coarse in &settings {
-        // A setting whose coarse stage alone is slower than the fastest complete plan so far
-        // cannot win, nor can wider ones of its kind.
-        let pruned = match coarse {
-            Coarse::Graph(_) => &mut pruned_graph,
-            Coarse::Scan(_) => &mut pruned_scan,
-        };
-        if *pruned {
-            continue;
-        }
-        // Settings are explored on the first EXPLORE_QUERIES queries; the picks are timed
-        // and their recall measured on all of them.
-        let eq = &queries[..ne * dim];
-        let et = &truth_rows[..ne];
-        let explored = match coarse {
-            Coarse::Graph(_) => {
-                let (pools, secs) =
-                    coarse_pools(index, coarse, eq, width, &filter_of, &mut scratch)?;
-                simulate_setting(index, coarse, secs, &pools, eq, width, et, k)
-            }
-            Coarse::Scan(_) => {
-                // One scan keeping the most any scan setting keeps serves them all; a scan
-                // already slower than the best plan on a few queries is not run in full.
-                if scan.is_none() {
-                    let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
-                    let few = ne.min(SCAN_PROBE_QUERIES);
-                    let (_, secs) = coarse_pools(
-                        index,
-                        all,
-                        &queries[..few * dim],
-                        width,
-                        &filter_of,
-                        &mut scratch,
-                    )?;
-                    if secs > best_time {
-                        pruned_scan = true;
-                        continue;
+    explore(
+        index,
+        &settings,
+        &queries[..ne * dim],
+        width,
+        &truth_rows[..ne],
+        &filter_of,
+        &mut Scratch::new(),
+        k,
+        &|| best_time.get(),
+        &mut |coarse, explored| {
+            // The cheapest later stages that clear the target; the most accurate in case
+            // none does.
+            let mut best: Option<(f64, SearchPlan)> = None;
+            for sim in explored.plans {
+                if sim.recall - options.margin_se * sim.recall_se >= options.target {
+                    if best.as_ref().is_none_or(|(c, _)| sim.cost < *c) {
+                        best = Some((sim.cost, sim.plan));
                     }
-                    scan = Some(coarse_pools(
-                        index,
-                        all,
-                        eq,
-                        width,
-                        &filter_of,
-                        &mut scratch,
-                    )?);
+                } else if fallback.as_ref().is_none_or(|(r, _, _)| sim.recall > *r) {
+                    fallback = Some((sim.recall, coarse, sim.plan));
                 }
-                let (pools, secs) = scan.as_ref().expect("scanned just above");
-                simulate_setting(index, coarse, *secs, pools, eq, width, et, k)
             }
-        };
-        if explored.coarse_secs > best_time {
-            *pruned = true;
-            continue;
-        }
-        // The cheapest later stages that clear the target; the most accurate in case none
-        // does.
-        let mut best: Option<(f64, SearchPlan)> = None;
-        for sim in explored.plans {
-            if sim.recall - options.margin_se * sim.recall_se >= options.target {
-                if best.as_ref().is_none_or(|(c, _)| sim.cost < *c) {
-                    best = Some((sim.cost, sim.plan));
-                }
-            } else if fallback.as_ref().is_none_or(|(r, _, _)| sim.recall > *r) {
-                fallback = Some((sim.recall, coarse, sim.plan));
+            if let Some((_, plan)) = best {
+                // Time it now, to prune coarse settings that cannot beat it.
+                let row = measure(
+                    index,
+                    &plan,
+                    explored.ef,
+                    queries,
+                    width,
+                    &truth,
+                    &filter_of,
+                    &mut scratch,
+                    &mut out,
+                )?;
+                best_time.set(best_time.get().min(1.0 / row.qps));
+                picks.push((coarse, plan));
             }
-        }
-        if let Some((_, plan)) = best {
-            // Time it now, to prune coarse settings that cannot beat it.
-            let row = measure(
-                index,
-                &plan,
-                explored.ef,
-                queries,
-                width,
-                &truth,
-                &filter_of,
-                &mut scratch,
-                &mut out,
-            )?;
-            best_time = best_time.min(1.0 / row.qps);
-            picks.push((coarse, plan));
-        }
-    }
+            Ok(true)
+        },
+    )?;
     let mut rows = Vec::new();
     for (coarse, plan) in &picks {
-        let ef = match coarse {
-            Coarse::Graph(e) => *e,
-            Coarse::Scan(_) => n,
-        };
         rows.push(measure(
             index,
             plan,
-            ef,
+            beam(index, *coarse),
             queries,
             width,
             &truth,
@@ -601,14 +550,10 @@ pub fn tune(
     let meeting: Vec<usize> = (0..rows.len()).filter(|&i| clears(&rows[i])).collect();
     if meeting.is_empty() {
         if let Some((_, coarse, plan)) = fallback {
-            let ef = match coarse {
-                Coarse::Graph(e) => e,
-                Coarse::Scan(_) => n,
-            };
             rows.push(measure(
                 index,
                 &plan,
-                ef,
+                beam(index, coarse),
                 queries,
                 width,
                 &truth,
@@ -823,6 +768,10 @@ fn simulate_setting(
 /// (keeping the most any scan setting keeps, each scan setting then taking its best
 /// `keep`), and simulates their later stages, handing each to `visit`, which returns
 /// whether to go on.
+///
+/// `budget` is the most seconds per query a coarse stage may take (`f64::INFINITY`: any):
+/// a setting slower than it is not handed on, nor is any wider one of its kind; a scan is
+/// first timed on SCAN_PROBE_QUERIES queries and not run in full if already over it.
 #[allow(clippy::too_many_arguments)]
 fn explore<'f>(
     index: &Index,
@@ -833,8 +782,11 @@ fn explore<'f>(
     filter_of: &dyn Fn(usize) -> Filter<'f>,
     scratch: &mut Scratch,
     k: usize,
+    budget: &dyn Fn() -> f64,
     visit: &mut dyn FnMut(Coarse, Explored) -> Result<bool, SearchError>,
 ) -> Result<(), SearchError> {
+    let dim = index.dim();
+    let nq = queries.len() / dim;
     let mut scan: Option<(Vec<Vec<Candidate>>, f64)> = None;
     let max_scan = settings
         .iter()
@@ -843,7 +795,15 @@ fn explore<'f>(
             Coarse::Graph(_) => None,
         })
         .max();
+    let (mut pruned_graph, mut pruned_scan) = (false, false);
     for &coarse in settings {
+        let pruned = match coarse {
+            Coarse::Graph(_) => &mut pruned_graph,
+            Coarse::Scan(_) => &mut pruned_scan,
+        };
+        if *pruned {
+            continue;
+        }
         let explored = match coarse {
             Coarse::Graph(_) => {
                 let (pools, secs) =
@@ -851,8 +811,17 @@ fn explore<'f>(
                 simulate_setting(index, coarse, secs, &pools, queries, width, truth_rows, k)
             }
             Coarse::Scan(_) => {
+                // One scan keeping the most any scan setting keeps serves them all.
                 if scan.is_none() {
                     let all = Coarse::Scan(max_scan.unwrap_or(coarse.keep()));
+                    if budget().is_finite() {
+                        let few = &queries[..nq.min(SCAN_PROBE_QUERIES) * dim];
+                        let (_, secs) = coarse_pools(index, all, few, width, filter_of, scratch)?;
+                        if secs > budget() {
+                            *pruned = true;
+                            continue;
+                        }
+                    }
                     scan = Some(coarse_pools(
                         index, all, queries, width, filter_of, scratch,
                     )?);
@@ -861,6 +830,10 @@ fn explore<'f>(
                 simulate_setting(index, coarse, *secs, pools, queries, width, truth_rows, k)
             }
         };
+        if explored.coarse_secs > budget() {
+            *pruned = true;
+            continue;
+        }
         if !visit(coarse, explored)? {
             break;
         }
@@ -938,6 +911,7 @@ pub fn frontier(
         &none,
         &mut scratch,
         k,
+        &|| f64::INFINITY,
         &mut |coarse, e| {
             explored.push((coarse, e));
             Ok(true)
