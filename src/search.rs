@@ -589,28 +589,16 @@ fn run_stages(
                 }
                 done = n_bands;
             }
-            (Space::Learned, Space::Native) => {
-                // From the learned code to native scores: the whole prefix, exactly.
-                let n_bands = store
-                    .bands_for_width(stage.width)
-                    .expect("plan checked against the index");
-                for c in pool.iter_mut() {
-                    c.score = 0.0;
+            (_, Space::Native) => {
+                // From the learned code to native scores, the whole prefix is scored exactly;
+                // from a native stage, only the bands it has not added yet.
+                if space == Space::Learned {
+                    for c in pool.iter_mut() {
+                        c.score = 0.0;
+                    }
+                    done = 0;
+                    space = Space::Native;
                 }
-                for b in 0..n_bands {
-                    let band = store.bands()[b];
-                    extend(
-                        pool,
-                        &query[band.start..band.end],
-                        store.band_data(b),
-                        band.stride,
-                    );
-                }
-                scratch.stats.multiply_adds += (pool.len() * stage.width) as u64;
-                done = n_bands;
-                space = Space::Native;
-            }
-            (Space::Native, Space::Native) => {
                 let n_bands = store
                     .bands_for_width(stage.width)
                     .expect("plan checked against the index");
@@ -656,35 +644,35 @@ impl CoarseScorer for Dyn<'_> {
 /// Adds `q · row` (rows of a band with `stride`) to every candidate's score, prefetching a
 /// few candidates ahead.
 fn extend(pool: &mut [Candidate], q: &[f32], data: &[f32], stride: usize) {
-    const AHEAD: usize = 4;
-    let w = q.len();
-    for i in 0..pool.len() {
-        if let Some(next) = pool.get(i + AHEAD) {
-            simd::prefetch_bytes(
-                data.as_ptr().wrapping_add(next.row as usize * stride),
-                w * 4,
-            );
-        }
-        let c = &mut pool[i];
-        let start = c.row as usize * stride;
-        c.score += simd::dot(q, &data[start..start + w]);
-    }
+    extend_rows(pool, q, data, stride, simd::dot);
 }
 
 /// [`extend`] over a half-precision band (the learned code).
 fn extend_f16(pool: &mut [Candidate], q: &[f32], data: &[u16], stride: usize) {
+    extend_rows(pool, q, data, stride, simd::dot_f16);
+}
+
+/// [`extend`] for rows of any element type, scored by `dot`.
+#[inline(always)]
+fn extend_rows<T>(
+    pool: &mut [Candidate],
+    q: &[f32],
+    data: &[T],
+    stride: usize,
+    dot: impl Fn(&[f32], &[T]) -> f32,
+) {
     const AHEAD: usize = 4;
     let w = q.len();
     for i in 0..pool.len() {
         if let Some(next) = pool.get(i + AHEAD) {
             simd::prefetch_bytes(
                 data.as_ptr().wrapping_add(next.row as usize * stride),
-                w * 2,
+                w * std::mem::size_of::<T>(),
             );
         }
         let c = &mut pool[i];
         let start = c.row as usize * stride;
-        c.score += simd::dot_f16(q, &data[start..start + w]);
+        c.score += dot(q, &data[start..start + w]);
     }
 }
 
@@ -702,6 +690,11 @@ fn coarse_scan(
     keep: usize,
 ) {
     let mut top = TopPool::new(&mut scratch.pool, keep);
+    // Rows denied in the scan (none without a deny filter): marked with `epoch`.
+    let scratch_parts = BlockScan {
+        block: &mut scratch.block,
+        marks: (mode == FilterMode::Deny).then_some((&scratch.marks[..], epoch)),
+    };
     match (scan, mode) {
         (
             ScanSource::Band {
@@ -710,28 +703,9 @@ fn coarse_scan(
                 query,
             },
             FilterMode::None | FilterMode::Deny,
-        ) => {
-            let block = &mut scratch.block;
-            block.resize(SCAN_BLOCK, 0.0);
-            let marks = &scratch.marks;
-            let mut start = 0;
-            while start < n {
-                let len = SCAN_BLOCK.min(n - start);
-                simd::dot_many(query, data, *stride, start, &mut block[..len]);
-                if mode == FilterMode::None {
-                    for (i, &score) in block[..len].iter().enumerate() {
-                        top.offer((start + i) as u32, score);
-                    }
-                } else {
-                    for (i, &score) in block[..len].iter().enumerate() {
-                        if marks[start + i] != epoch {
-                            top.offer((start + i) as u32, score);
-                        }
-                    }
-                }
-                start += len;
-            }
-        }
+        ) => scan_blocks(&mut top, scratch_parts, n, |start, out| {
+            simd::dot_many(query, data, *stride, start, out)
+        }),
         (
             ScanSource::Half {
                 data,
@@ -739,22 +713,9 @@ fn coarse_scan(
                 query,
             },
             FilterMode::None | FilterMode::Deny,
-        ) => {
-            let block = &mut scratch.block;
-            block.resize(SCAN_BLOCK, 0.0);
-            let marks = &scratch.marks;
-            let mut start = 0;
-            while start < n {
-                let len = SCAN_BLOCK.min(n - start);
-                simd::dot_many_f16(query, data, *stride, start, &mut block[..len]);
-                for (i, &score) in block[..len].iter().enumerate() {
-                    if mode == FilterMode::None || marks[start + i] != epoch {
-                        top.offer((start + i) as u32, score);
-                    }
-                }
-                start += len;
-            }
-        }
+        ) => scan_blocks(&mut top, scratch_parts, n, |start, out| {
+            simd::dot_many_f16(query, data, *stride, start, out)
+        }),
         (
             ScanSource::Band {
                 data,
@@ -793,6 +754,46 @@ fn coarse_scan(
                 }
             }
         }
+    }
+}
+
+/// The scratch a blocked scan uses: the block of scores, and the deny marks with the epoch
+/// that marks a row denied (`None`: no row is denied).
+struct BlockScan<'a> {
+    block: &'a mut Vec<f32>,
+    marks: Option<(&'a [u32], u32)>,
+}
+
+/// Scans rows `0..n` in blocks of SCAN_BLOCK: `score_block(start, out)` writes the scores of
+/// rows `start..start + out.len()`, and every row not denied is offered to `top`.
+fn scan_blocks(
+    top: &mut TopPool,
+    parts: BlockScan,
+    n: usize,
+    score_block: impl Fn(usize, &mut [f32]),
+) {
+    let block = parts.block;
+    block.resize(SCAN_BLOCK, 0.0);
+    let mut start = 0;
+    while start < n {
+        let len = SCAN_BLOCK.min(n - start);
+        score_block(start, &mut block[..len]);
+        let scores = block[..len].iter().enumerate();
+        match parts.marks {
+            None => {
+                for (i, &score) in scores {
+                    top.offer((start + i) as u32, score);
+                }
+            }
+            Some((marks, epoch)) => {
+                for (i, &score) in scores {
+                    if marks[start + i] != epoch {
+                        top.offer((start + i) as u32, score);
+                    }
+                }
+            }
+        }
+        start += len;
     }
 }
 
