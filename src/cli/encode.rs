@@ -189,9 +189,9 @@ pub enum Split {
     Valid,
 }
 
-/// Arguments of `encode-queries`.
+/// The item index, query encoder and user sequences that `encode-queries` and `eval` read.
 #[derive(Debug, Args)]
-pub struct EncodeQueriesArgs {
+pub struct UserData {
     /// Index directory of item vectors (ids = item ids of the sequences).
     #[arg(long)]
     index: PathBuf,
@@ -201,6 +201,24 @@ pub struct EncodeQueriesArgs {
     /// Sequences: one line per user, `user item item ...`, oldest first (P5 format).
     #[arg(long)]
     sequences: PathBuf,
+}
+
+impl UserData {
+    /// Opens the index and the encoder and reads the sequences.
+    fn open(&self) -> Result<(Index, QueryEncoder, Vec<Vec<u64>>), Error> {
+        Ok((
+            Index::open(&self.index)?,
+            QueryEncoder::open(&self.encoder)?,
+            read_sequences(&self.sequences)?,
+        ))
+    }
+}
+
+/// Arguments of `encode-queries`.
+#[derive(Debug, Args)]
+pub struct EncodeQueriesArgs {
+    #[command(flatten)]
+    data: UserData,
     /// Which history of each user: `test` (all but the last item, as `eval` encodes) or
     /// `valid` (all but the last two: sample queries that never saw a test target).
     #[arg(long, value_enum, default_value_t = Split::Test)]
@@ -221,9 +239,7 @@ pub struct EncodeQueriesArgs {
 /// the sample queries a build learns its coarse space from (`valid`, other users).
 pub fn run_encode_queries(a: EncodeQueriesArgs) -> Result<(), Error> {
     let t0 = Instant::now();
-    let index = Index::open(&a.index)?;
-    let encoder = QueryEncoder::open(&a.encoder)?;
-    let mut users = read_sequences(&a.sequences)?;
+    let (index, encoder, mut users) = a.data.open()?;
     users.retain(|s| s.len() >= 2);
     let available = users.len();
     let mut users: Vec<Vec<u64>> = users.into_iter().skip(a.skip_users).collect();
@@ -243,7 +259,7 @@ pub fn run_encode_queries(a: EncodeQueriesArgs) -> Result<(), Error> {
     if histories.is_empty() {
         return Err(Error::Other(format!(
             "{}: no users to encode ({available} users with two or more items, {} skipped)",
-            a.sequences.display(),
+            a.data.sequences.display(),
             a.skip_users
         )));
     }
@@ -267,15 +283,8 @@ pub fn run_encode_queries(a: EncodeQueriesArgs) -> Result<(), Error> {
 /// Arguments of `eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Index directory of item vectors (ids = item ids of the sequences).
-    #[arg(long)]
-    index: PathBuf,
-    /// The query encoder (query_encoder.onnx).
-    #[arg(long)]
-    encoder: PathBuf,
-    /// Sequences: one line per user, `user item item ...`, oldest first (P5 format).
-    #[arg(long)]
-    sequences: PathBuf,
+    #[command(flatten)]
+    data: UserData,
     /// Evaluate only the first N users (0: all).
     #[arg(long, default_value_t = 0)]
     max_users: usize,
@@ -461,8 +470,7 @@ pub fn print_evaluation(e: &Evaluation, n_items: usize) {
 
 /// Runs `eval`.
 pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
-    let index = Index::open(&a.index)?;
-    let encoder = QueryEncoder::open(&a.encoder)?;
+    let (index, encoder, mut users) = a.data.open()?;
     let plan = a
         .plan
         .as_deref()
@@ -473,7 +481,6 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
         ef: a.ef,
         width: None,
     };
-    let mut users = read_sequences(&a.sequences)?;
     users.retain(|s| s.len() >= 2);
     if a.max_users > 0 {
         users.truncate(a.max_users);
