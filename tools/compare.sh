@@ -11,6 +11,7 @@
 #   tools/compare.sh tiny [OUT]   # 5,000 items, 100 queries (CI)
 #   SETS="strong weak" PEERS=faiss,hnswlib tools/compare.sh ci   # subsets
 #   PEER_ARGS="--faiss-efc 40" tools/compare.sh full              # extra run_peers.py options
+#   QUERIES=2000 tools/compare.sh full                            # fewer queries than the mode's
 #   MRL_ARGS="--repeats 2" tools/compare.sh full                  # extra mrl-index bench options
 #   BUILD_ARGS="--space native" tools/compare.sh ci               # extra mrl-index build options
 #   COARSE_DIMS="64 512" SETS=beauty-scale tools/compare.sh ci    # also an index with a 512-d coarse graph
@@ -41,11 +42,13 @@ case "$SIZE" in
         # One HNSW build per FAISS family at this size on 2 cores (efC 200 builds take tens
         # of minutes at full width), and ScaNN with 1,000 leaves; two timed passes.
         DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-pca-hnsw-refine,scann-ah
-        DEF_PEER_ARGS="--faiss-efc 40 --efc 100 --ef-search 16,32,64,128,256,512 --k-factors 10,50,200 --pca-dims 128 --scann-leaves 1000 --scann-leaf-fractions 0.05,0.2,0.4 --scann-reorder 100,200 --repeats 2" ;;
+        # The real users are out of the items' distribution: HNSW needs beams past 512 at 1M.
+        DEF_PEER_ARGS="--faiss-efc 40 --efc 100 --ef-search 64,256,512,1024,2048,4096 --k-factors 10,50,200 --pca-dims 128 --scann-leaves 1000 --scann-leaf-fractions 0.05,0.1,0.2,0.4,0.6 --scann-reorder 100,200 --repeats 2" ;;
   tiny) N=5000;    NQ=100;   QUICK=--quick; DEF_SETS="strong weak"; GEN_N=$N; GEN_DIM=1024
         DEF_PEERS=faiss,hnswlib,usearch; DEF_PEER_ARGS="--faiss-efc 40 --pca-dims 64" ;;
   *) echo "usage: $0 ci|full|tiny [OUT]" >&2; exit 2 ;;
 esac
+NQ="${QUERIES:-$NQ}"
 SETS="${SETS:-$DEF_SETS}"
 PEERS="${PEERS-$DEF_PEERS}"
 PEER_ARGS="${PEER_ARGS-$DEF_PEER_ARGS}"
