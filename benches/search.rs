@@ -5,7 +5,8 @@
 //! Compare plans as ratios within one run: the machines are shared and noisy.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mrl_index::graph::search::{search_graph, Candidate, GraphScratch};
+use mrl_index::candidate::Candidate;
+use mrl_index::graph::search::{search_graph, GraphScratch};
 use mrl_index::ingest::MatrixSource;
 use mrl_index::progress::NoProgress;
 use mrl_index::search::PrefixScorer;

@@ -17,10 +17,11 @@
 //! `MatryoshkaLike` of width `--dim` (for the strong kind distributed as the `--dim`-prefix of
 //! a 1024-d `bench-data` set).
 
+use mrl_index::candidate::Candidate;
 use mrl_index::exact::rows_top_k;
 use mrl_index::graph::build::{build_graph, BuildInfo, GraphBuilder, GraphParams, MAX_LAYER};
 use mrl_index::graph::insert::{build_native, NativeOptions, Prune, Scoring};
-use mrl_index::graph::search::{search_graph, Candidate, GraphScratch, MatrixScorer};
+use mrl_index::graph::search::{search_graph, GraphScratch, MatrixScorer};
 use mrl_index::ingest::open_vectors;
 use mrl_index::synth::MatryoshkaLike;
 use rayon::prelude::*;
@@ -127,10 +128,7 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = mrl_index::threads::pool(threads).expect("pool");
     pool.install(|| {
         let t = Instant::now();
         let (items, queries, what) = match (opts.get("items"), opts.get("queries")) {

@@ -14,10 +14,11 @@
 //! queries are disjoint draws of that distribution; in-distribution test queries (the item
 //! generator's own queries) are measured too.
 
+use mrl_index::candidate::Candidate;
 use mrl_index::exact::rows_top_k;
 use mrl_index::graph::build::{build_graph, BuildInfo, ExportedGraph, GraphParams, MAX_LAYER};
 use mrl_index::graph::guided::{build_query_guided, GuidedParams};
-use mrl_index::graph::search::{search_graph, Candidate, GraphScratch, MatrixScorer};
+use mrl_index::graph::search::{search_graph, GraphScratch, MatrixScorer};
 use mrl_index::graph::CoarseGraph;
 use mrl_index::synth::MatryoshkaLike;
 use rand::SeedableRng;
@@ -110,10 +111,7 @@ fn main() {
         .split(',')
         .map(|x| x.parse().expect("--efs"))
         .collect();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = mrl_index::threads::pool(threads).expect("pool");
     pool.install(|| {
         let gen = MatryoshkaLike::with_dim(dim, 42);
         let items = gen.items(n);

@@ -3,10 +3,16 @@
 //!
 //! A reader therefore sees either the old file or the complete new one, never a prefix. A
 //! writer that fails or is dropped before [`AtomicFile::commit`] removes its temporary file.
+//! It is the crate's one atomic writer: index files, manifests, and the `.npy` files that
+//! `ingest` and `bench` write all go through it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Distinguishes the temporary files of concurrent writers within one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written under a temporary name, published by [`AtomicFile::commit`].
 pub struct AtomicFile {
@@ -24,11 +30,17 @@ impl AtomicFile {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
             .to_string_lossy()
             .into_owned();
+        // The process id and a per-process counter keep concurrent writers apart; the clock
+        // keeps apart a process that reuses a crashed one's id.
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let tmp_path = dir.join(format!(".{name}.tmp-{}-{nonce:08x}", std::process::id()));
+        let count = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = dir.join(format!(
+            ".{name}.tmp-{}-{count}-{nonce:08x}",
+            std::process::id()
+        ));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -51,16 +63,23 @@ impl AtomicFile {
             .expect("AtomicFile used after commit (internal error)")
     }
 
-    /// Flushes, fsyncs, renames over the final path and fsyncs the directory.
+    /// Flushes, fsyncs, renames over the final path and fsyncs the directory. If any step
+    /// before the rename fails, the temporary file is removed.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         let writer = self
             .writer
             .take()
             .expect("AtomicFile committed twice (internal error)");
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&self.tmp_path, &self.final_path)?;
+        let published = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| fs::rename(&self.tmp_path, &self.final_path));
+        if let Err(e) = published {
+            // Not published: nothing to report if the removal fails too.
+            let _ = fs::remove_file(&self.tmp_path);
+            return Err(e);
+        }
         sync_dir(parent_dir(&self.final_path))?;
         Ok(self.final_path.clone())
     }
@@ -135,5 +154,37 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"hello", "old file must survive");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temporary file must be removed");
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The destination is a non-empty directory: the rename fails.
+        let p = dir.path().join("blocked");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("keep"), b"x").unwrap();
+        assert!(write_atomic(&p, b"data").is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("blocked")]);
+    }
+
+    #[test]
+    fn concurrent_writers_in_one_process_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("same.bin");
+        // Many temporary files of one destination open at once, in one process.
+        let files: Vec<AtomicFile> = (0..64).map(|_| AtomicFile::create(&p).unwrap()).collect();
+        let temps: std::collections::HashSet<_> =
+            files.iter().map(|f| f.tmp_path.clone()).collect();
+        assert_eq!(temps.len(), 64);
+        for (i, mut f) in files.into_iter().enumerate() {
+            f.write_all(&[i as u8]).unwrap();
+            f.commit().unwrap();
+        }
+        assert_eq!(fs::read(&p).unwrap(), vec![63]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

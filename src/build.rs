@@ -14,6 +14,7 @@
 //! and leaves the previous index, if any, as it was.
 
 use crate::atomic::{sync_dir, AtomicFile};
+use crate::default_plan::DefaultPlan;
 use crate::graph::build::{
     build_graph, write_graph, BuildInfo, CoarseMetric, GraphBuilder, GraphParams, MAX_M,
 };
@@ -24,7 +25,7 @@ use crate::space::choose::{coverage, Coverage};
 use crate::space::learn::{encode_items, fit, FitOptions};
 use crate::space::{write_space, SpaceError};
 use crate::store::{validate_widths, write_store, StoreWriteError};
-use crate::tune::{tune, DefaultPlan, TuneOptions};
+use crate::tune::{tune, TuneOptions};
 use crate::Index;
 use rand::seq::index::sample;
 use rand::SeedableRng;
@@ -131,13 +132,8 @@ pub enum BuildError {
     #[error("opening the freshly built index: {0}")]
     Reopen(#[from] crate::index::IndexError),
     /// The thread pool could not be created.
-    #[error("cannot start {threads} threads: {reason}")]
-    ThreadPool {
-        /// Threads asked for.
-        threads: usize,
-        /// Why it failed.
-        reason: String,
-    },
+    #[error(transparent)]
+    ThreadPool(#[from] crate::threads::ThreadPoolError),
 }
 
 /// What a build produced.
@@ -514,13 +510,7 @@ impl IndexBuilder {
             check_ids(ids, n)?;
         }
         let created_dir = prepare_dir(out_dir, self.overwrite)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads)
-            .build()
-            .map_err(|e| BuildError::ThreadPool {
-                threads: self.threads,
-                reason: e.to_string(),
-            })?;
+        let pool = crate::threads::pool(self.threads)?;
         let mut cleanup = Cleanup {
             files: Vec::new(),
             dir: created_dir.then(|| out_dir.to_path_buf()),
@@ -1012,7 +1002,7 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
 /// Removes data files of other generations, a first-format `DEFAULT_PLAN` (the new manifest
 /// carries the plans) and leftover temporary files (best effort).
 fn remove_stale(dir: &Path, meta: &ManifestMeta) {
-    let _ = fs::remove_file(dir.join(crate::tune::DEFAULT_PLAN_FILE));
+    let _ = fs::remove_file(dir.join(crate::default_plan::DEFAULT_PLAN_FILE));
     let keep = [meta.store_file(), meta.graph_file(), meta.space_file()];
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {

@@ -1,7 +1,8 @@
 //! Read-only byte buffers that index files are parsed from.
 //!
 //! The core of the crate takes bytes ([`Bytes`] derefs to `[u8]`); only [`Bytes::map_file`]
-//! touches the file system. Both variants start on a 64-byte boundary, so sections that the
+//! touches the file system, and it is the crate's one file mapper (index files and, through
+//! `ingest`, input vector files). Both variants start on a 64-byte boundary, so sections that the
 //! format aligns to 64 bytes within the file are aligned in memory too.
 
 use std::fs::File;
@@ -44,9 +45,11 @@ impl Bytes {
         if len == 0 {
             return Ok(Bytes::copy_from(&[]));
         }
-        // SAFETY: index files are published by an atomic rename and never modified in place
-        // afterwards (see `index-formats/v1.md`), so the mapped bytes do not change under us.
-        // A file truncated by someone else would raise SIGBUS; that is outside the contract.
+        // SAFETY: the map is read-only and only ever read as bytes. Index files are published
+        // by an atomic rename and never modified in place afterwards (see
+        // `index-formats/v1.md`), and input files (`ingest`) must not change while they are
+        // read, so the mapped bytes do not change under us. A file truncated by someone else
+        // would raise SIGBUS; that is outside the contract of every mmap-based reader.
         let map = unsafe { memmap2::MmapOptions::new().map(&file)? };
         Ok(Bytes(Inner::Mapped(map)))
     }

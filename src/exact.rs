@@ -4,7 +4,7 @@
 //! Scores are accumulated band by band in the same order as the cascade, so for the same
 //! width they are bitwise equal to the cascade's final scores.
 
-use crate::graph::search::Candidate;
+use crate::candidate::Candidate;
 use crate::search::{Filter, Hit};
 use crate::simd;
 use crate::store::Store;
@@ -18,8 +18,10 @@ pub fn top_k(store: &Store, query: &[f32], k: usize, n_bands: usize, filter: &Fi
     let mut scores = vec![0f32; n];
     for (b, band) in store.bands()[..n_bands].iter().enumerate() {
         let q = &query[band.start..band.end];
-        for (row, s) in scores.iter_mut().enumerate() {
-            *s += simd::dot(q, store.row(b, row));
+        // The band's rows, hoisted: one slice, `stride` floats apart, `width` used.
+        let rows = store.band_data(b).chunks_exact(band.stride);
+        for (s, x) in scores.iter_mut().zip(rows) {
+            *s += simd::dot(q, &x[..band.width()]);
         }
     }
     let deny: HashSet<u64> = filter.deny.iter().copied().collect();
@@ -77,8 +79,9 @@ pub fn batch_top_k(store: &Store, queries: &[f32], k: usize, n_bands: usize) -> 
             let m = block.len() / dim;
             let mut scores = vec![0f32; m * n];
             for (b, band) in store.bands()[..n_bands].iter().enumerate() {
-                for row in 0..n {
-                    let x = store.row(b, row);
+                let rows = store.band_data(b).chunks_exact(band.stride);
+                for (row, x) in rows.enumerate() {
+                    let x = &x[..band.width()];
                     for j in 0..m {
                         let q = &block[j * dim + band.start..j * dim + band.end];
                         scores[j * n + row] += simd::dot(q, x);
@@ -93,12 +96,16 @@ pub fn batch_top_k(store: &Store, queries: &[f32], k: usize, n_bands: usize) -> 
 }
 
 /// Queries per block of [`batch_top_k_gemm`].
+#[cfg(feature = "build")]
 const GEMM_QUERIES: usize = 256;
 /// Items per block of [`batch_top_k_gemm`].
+#[cfg(feature = "build")]
 const GEMM_ITEMS: usize = 4096;
 /// Candidates per query kept from the matrix products before the exact rescoring.
+#[cfg(feature = "build")]
 const GEMM_MARGIN: usize = 16;
 
+#[cfg(feature = "build")]
 /// [`batch_top_k`] through blocked matrix products (faer's GEMM): the ground truth of large
 /// catalogues several times faster. Each query's best `k + 16` by the products' scores are
 /// rescored exactly as [`top_k`] scores them (band by band), so the answer and its scores
@@ -263,7 +270,7 @@ pub fn mean_recall(found: &[Vec<Hit>], truth: &[Vec<Hit>], k: usize) -> f64 {
         / found.len() as f64
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "build"))]
 mod tests {
     use super::*;
     use crate::bytes::Bytes;

@@ -1,6 +1,7 @@
 //! [`Index`]: an opened index directory, the type query services hold.
 
 use crate::bytes::Bytes;
+use crate::default_plan::DefaultPlan;
 use crate::exact;
 use crate::format::FormatError;
 use crate::graph::CoarseGraph;
@@ -9,7 +10,6 @@ use crate::plan::{IndexLayout, SearchPlan, Space};
 use crate::search::{self, check_query, Filter, Hit, Scratch, SearchError, SearchParams};
 use crate::space::LearnedSpace;
 use crate::store::Store;
-use crate::tune::DefaultPlan;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,9 @@ pub struct Index {
     space: Option<LearnedSpace>,
     layout: IndexLayout,
     default_plan: SearchPlan,
+    /// The default plan cut to each nested width, `(width, plan)`, made once at open so
+    /// that searches of a narrower answer width allocate nothing.
+    width_plans: Vec<(usize, SearchPlan)>,
     default_ef: Option<usize>,
     tuned: Option<DefaultPlan>,
 }
@@ -172,6 +175,13 @@ impl Index {
                     .into(),
             ));
         }
+        if store.dim() as u64 != u64::from(meta.dim) {
+            return Err(inconsistent(format!(
+                "the manifest's dimension {} is not the store's {}",
+                meta.dim,
+                store.dim()
+            )));
+        }
         if store.len() as u64 != meta.n_items || graph.len() != store.len() {
             return Err(inconsistent(format!(
                 "item counts differ: manifest {}, store {}, graph {}",
@@ -247,7 +257,7 @@ impl Index {
         // The default plan: tuned and published with this generation (the manifest), else,
         // for indexes of the first format, a DEFAULT_PLAN file written by `tune --write`,
         // else the untuned default of the layout.
-        let legacy_path = dir.join(crate::tune::DEFAULT_PLAN_FILE);
+        let legacy_path = dir.join(crate::default_plan::DEFAULT_PLAN_FILE);
         let tuned_text = match &manifest.plan {
             Some(text) => Some((text.clone(), mpath.clone())),
             None if legacy_plan && manifest.space.is_none() && legacy_path.exists() => Some((
@@ -272,6 +282,11 @@ impl Index {
             Some(d) => (d.plan.clone(), d.ef),
             None => (SearchPlan::default_for_layout(&layout), None),
         };
+        let width_plans = layout
+            .widths
+            .iter()
+            .filter_map(|&w| Some((w, default_plan.for_width(&layout, w)?)))
+            .collect();
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
@@ -280,6 +295,7 @@ impl Index {
             space,
             layout,
             default_plan,
+            width_plans,
             default_ef,
             tuned,
         })
@@ -292,6 +308,43 @@ impl Index {
         self.graph.verify()?;
         if let Some(space) = &self.space {
             space.verify()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `plan` into the index's `MANIFEST` (a new manifest naming the same data files,
+    /// replaced atomically), so that it becomes the index's default. Fails if the directory no
+    /// longer holds the generation this index was opened on.
+    pub fn publish_default_plan(&self, plan: &DefaultPlan) -> Result<(), IndexError> {
+        let index = self;
+        let dir = index.dir();
+        let mpath = manifest::manifest_path(dir);
+        let io = |source| IndexError::Io {
+            path: mpath.clone(),
+            source,
+        };
+        let bytes = std::fs::read(&mpath).map_err(io)?;
+        let mut current = manifest::decode(&bytes, &mpath.display().to_string())?;
+        if current.meta != *index.manifest() {
+            return Err(IndexError::Inconsistent {
+                dir: dir.to_path_buf(),
+                what: "the index was rebuilt since it was opened; tune the new one".into(),
+            });
+        }
+        plan.check_against_layout(index.layout())
+            .map_err(|what| IndexError::Inconsistent {
+                dir: dir.to_path_buf(),
+                what,
+            })?;
+        current.plan = Some(plan.to_text());
+        crate::atomic::write_atomic(&mpath, &manifest::encode(&current)).map_err(io)?;
+        // A DEFAULT_PLAN file of the first format would be shadowed: remove it.
+        let legacy = dir.join(crate::default_plan::DEFAULT_PLAN_FILE);
+        if legacy.exists() {
+            std::fs::remove_file(&legacy).map_err(|source| IndexError::Io {
+                path: legacy,
+                source,
+            })?;
         }
         Ok(())
     }
@@ -373,8 +426,7 @@ impl Index {
     fn resolve<'a>(
         &'a self,
         params: &'a SearchParams,
-    ) -> Result<(std::borrow::Cow<'a, SearchPlan>, Option<usize>, usize), SearchError> {
-        use std::borrow::Cow;
+    ) -> Result<(&'a SearchPlan, Option<usize>, usize), SearchError> {
         let dim = self.dim();
         if let Some(w) = params.width {
             if w == 0 || w > dim {
@@ -394,7 +446,7 @@ impl Index {
                         ),
                     }));
                 }
-                Ok((Cow::Borrowed(p), params.ef, width))
+                Ok((p, params.ef, width))
             }
             None => {
                 // The default beam belongs to the default plan's coarse keep, whatever width.
@@ -415,15 +467,18 @@ impl Index {
                             .zip(nested)
                             .and_then(|(t, n)| t.for_width(n))
                         {
-                            return Ok((Cow::Borrowed(&t.plan), params.ef.or(t.ef), w));
+                            return Ok((&t.plan, params.ef.or(t.ef), w));
                         }
+                        let nested = nested.expect("width checked above");
                         let plan = self
-                            .default_plan
-                            .for_width(&self.layout, w)
-                            .expect("width checked above");
-                        Ok((Cow::Owned(plan), ef, w))
+                            .width_plans
+                            .iter()
+                            .find(|(n, _)| *n == nested)
+                            .map(|(_, p)| p)
+                            .expect("a plan for every nested width");
+                        Ok((plan, ef, w))
                     }
-                    _ => Ok((Cow::Borrowed(&self.default_plan), ef, dim)),
+                    _ => Ok((&self.default_plan, ef, dim)),
                 }
             }
         }
@@ -472,7 +527,7 @@ impl Index {
         let (plan, ef, width) = self.resolve(params)?;
         search::cascade(
             self.parts(),
-            &plan,
+            plan,
             ef,
             query,
             width,
@@ -491,11 +546,12 @@ impl Index {
         params: &SearchParams,
     ) -> Result<(SearchPlan, Option<usize>), SearchError> {
         let (plan, ef, _) = self.resolve(params)?;
-        Ok((plan.into_owned(), ef))
+        Ok((plan.clone(), ef))
     }
 
     /// The coarse stage of the search `params` describe, alone: up to `keep` candidates
     /// (store rows with their coarse scores, unordered). For tuning.
+    #[cfg(feature = "build")]
     pub(crate) fn coarse_candidates(
         &self,
         scratch: &mut Scratch,
@@ -503,12 +559,12 @@ impl Index {
         keep: usize,
         params: &SearchParams,
         filter: &Filter,
-    ) -> Result<Vec<crate::graph::search::Candidate>, SearchError> {
+    ) -> Result<Vec<crate::candidate::Candidate>, SearchError> {
         check_query(&self.store, query)?;
         let (plan, ef, width) = self.resolve(params)?;
         Ok(search::coarse_only(
             self.parts(),
-            &plan,
+            plan,
             ef,
             query,
             width,

@@ -22,15 +22,19 @@
 //! vector; the history's own items are usually excluded with a [`Filter`].
 //!
 //! ```no_run
-//! use mrl_index::{Index, IndexBuilder, SearchParams, Filter};
-//! use mrl_index::ingest::MatrixSource;
-//! use mrl_index::progress::NoProgress;
+//! use mrl_index::{Index, SearchParams, Filter};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dim = 256;
+//! # #[cfg(feature = "build")]
+//! # {
+//! // Offline (feature `build`, on by default):
+//! use mrl_index::{ingest::MatrixSource, progress::NoProgress, IndexBuilder};
 //! let items = MatrixSource::new(vec![0.5; 1000 * dim], dim)?;
 //! IndexBuilder::new().coarse_dim(64).build(&items, None, "my-index".as_ref(), &NoProgress)?;
+//! # }
 //!
+//! // Online (the core: `default-features = false`):
 //! let index = Index::open("my-index")?;           // O(1): maps the files
 //! let query = vec![0.1f32; dim];
 //! let hits = index.search(&query, 10, &SearchParams::default())?;
@@ -41,19 +45,28 @@
 //! # }
 //! ```
 //!
-//! Module map: [`ingest`] reads input files; [`store`] is the embedding store; [`graph`] the
-//! coarse graph (build and search); [`space`] the learned coarse space; [`plan`] and
-//! [`search`] the cascade; [`tune`] chooses default plans; [`index`] ties them into
-//! [`Index`]; [`build`] is [`IndexBuilder`]; [`format`](mod@format) is the container shared
-//! by all files (spec in `index-formats/v2.md`); [`exact`] is brute force for ground truth;
-//! [`synth`] generates Matryoshka-like test data.
+//! Module map. The core (always compiled): [`ingest`] reads and writes input files;
+//! [`store`] is the embedding store; [`graph`] the coarse graph (its search; building it
+//! needs `build`); [`space`] the learned coarse space; [`plan`] and [`search`] the cascade,
+//! whose currency is a [`candidate::Candidate`]; [`rowset`] the visited and filter sets;
+//! [`default_plan`] the tuned plan an index carries; [`index`] ties them into [`Index`];
+//! [`format`](mod@format) is the container shared by all files (spec in
+//! `index-formats/v2.md`), written through [`atomic`] and read through [`bytes`]; [`exact`]
+//! is brute force for ground truth; [`threads`] makes rayon pools. Feature `build`: `build`
+//! (`IndexBuilder`), `tune` (chooses default plans), `synth` (Matryoshka-like test data).
+//! Feature `encoder`: `encoder` (the ONNX encoders). Feature `bench`: `bench`.
 
 #![warn(missing_docs)]
 
 pub mod atomic;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "build")]
 pub mod build;
 pub mod bytes;
+pub mod candidate;
+pub mod default_plan;
+#[cfg(feature = "encoder")]
 pub mod encoder;
 pub mod exact;
 pub mod format;
@@ -63,13 +76,18 @@ pub mod ingest;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
+pub mod rowset;
 pub mod search;
 pub mod simd;
 pub mod space;
 pub mod store;
+#[cfg(feature = "build")]
 pub mod synth;
+pub mod threads;
+#[cfg(feature = "build")]
 pub mod tune;
 
+#[cfg(feature = "build")]
 pub use build::{BuildError, BuildReport, IndexBuilder};
 pub use index::{Index, IndexError, OpenOptions};
 pub use plan::{Keep, SearchPlan, Stage};
@@ -82,6 +100,7 @@ pub enum Error {
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
     /// Building an index.
+    #[cfg(feature = "build")]
     #[error(transparent)]
     Build(#[from] BuildError),
     /// Opening or verifying an index.
@@ -91,18 +110,45 @@ pub enum Error {
     #[error(transparent)]
     Search(#[from] SearchError),
     /// Running an encoder.
+    #[cfg(feature = "encoder")]
     #[error(transparent)]
     Encoder(#[from] encoder::EncoderError),
     /// A search plan.
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
-    /// Anything else, described.
+    /// Starting a thread pool.
+    #[error(transparent)]
+    Threads(#[from] threads::ThreadPoolError),
+    /// Benchmarks: their files and settings.
+    #[cfg(feature = "bench")]
+    #[error(transparent)]
+    Bench(#[from] bench::BenchError),
+    /// A command-line argument, or a combination of them, that cannot work (the message
+    /// names the flag).
     #[error("{0}")]
-    Other(String),
+    Usage(String),
+    /// Reading or writing a file other than an index or a vector file (sequences, titles,
+    /// results).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file (`-` for standard output).
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose contents are not what was expected (sequences, titles, fixtures).
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The README's Rust example, compiled as a doctest so that it cannot go stale.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "build"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 

@@ -8,7 +8,7 @@
 //! data files with another plan, so a plan always belongs to the generation it was tuned on.
 //!
 //! Sections: `1` [`ManifestMeta`] (always); `2` [`SpaceRef`] (an index with a learned
-//! space); `3` the default plan as UTF-8 text (see [`crate::tune::DefaultPlan`]). A manifest
+//! space); `3` the default plan as UTF-8 text (see [`crate::default_plan::DefaultPlan`]). A manifest
 //! with section 2 or 3 is written as format version 2.
 
 use crate::format::{cast_section, read_pod, Container, ContainerWriter, FormatError};

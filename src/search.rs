@@ -17,9 +17,11 @@
 //! code is projected from the query's first `W` dims. All working memory is in a reusable
 //! [`Scratch`], so a warm search allocates nothing but its answer.
 
-use crate::graph::search::{search_graph, Candidate, CoarseScorer, GraphScratch};
+use crate::candidate::Candidate;
+use crate::graph::search::{search_graph, CoarseScorer, GraphScratch};
 use crate::graph::CoarseGraph;
 use crate::plan::{PlanError, SearchPlan, Space};
+use crate::rowset::RowSet;
 use crate::simd;
 use crate::space::LearnedSpace;
 use crate::store::Store;
@@ -163,8 +165,9 @@ pub struct Scratch {
     code: Vec<f32>,
     /// Scores of one block of the coarse scan.
     block: Vec<f32>,
-    marks: Vec<u32>,
-    mark_epoch: u32,
+    /// The filter's rows: the denied rows (deny mode) or the eligible allowed rows (allow
+    /// mode). Memory follows the filter's length, not the index's size.
+    filter_rows: RowSet,
     allow_rows: Vec<u32>,
     pool: Vec<Candidate>,
     /// Counters of the last search.
@@ -295,57 +298,33 @@ impl Scratch {
         Scratch::default()
     }
 
-    fn next_mark_epoch(&mut self, n: usize) -> u32 {
-        if self.marks.len() < n {
-            self.marks.resize(n, 0);
-        }
-        if self.mark_epoch == u32::MAX {
-            self.marks.iter_mut().for_each(|m| *m = 0);
-            self.mark_epoch = 0;
-        }
-        self.mark_epoch += 1;
-        self.mark_epoch
-    }
-
-    /// Marks the filter's rows and returns the mode and the number of eligible rows.
+    /// Collects the filter's rows and returns the mode and the number of eligible rows.
     fn prepare_filter(&mut self, store: &Store, filter: &Filter) -> (FilterMode, usize) {
         let n = store.len();
         if filter.is_none() {
             return (FilterMode::None, n);
         }
-        let epoch = self.next_mark_epoch(n);
+        self.filter_rows.clear(n);
         self.allow_rows.clear();
-        match filter.allow {
-            None => {
-                let mut denied = 0;
-                for &id in filter.deny {
-                    if let Some(r) = store.row_of(id) {
-                        let m = &mut self.marks[r as usize];
-                        if *m != epoch {
-                            *m = epoch;
-                            denied += 1;
-                        }
-                    }
-                }
-                (FilterMode::Deny, n - denied)
+        for &id in filter.deny {
+            if let Some(r) = store.row_of(id) {
+                self.filter_rows.insert(r);
             }
+        }
+        match filter.allow {
+            None => (FilterMode::Deny, n - self.filter_rows.len()),
             Some(allow) => {
+                // Allowed and not denied, each row once.
                 for &id in allow {
                     if let Some(r) = store.row_of(id) {
-                        let m = &mut self.marks[r as usize];
-                        if *m != epoch {
-                            *m = epoch;
+                        if !self.filter_rows.contains(r) {
                             self.allow_rows.push(r);
                         }
                     }
                 }
-                for &id in filter.deny {
-                    if let Some(r) = store.row_of(id) {
-                        self.marks[r as usize] = 0;
-                    }
-                }
-                let marks = &self.marks;
-                self.allow_rows.retain(|&r| marks[r as usize] == epoch);
+                self.filter_rows.clear(n);
+                let set = &mut self.filter_rows;
+                self.allow_rows.retain(|&r| set.insert(r));
                 (FilterMode::Allow, self.allow_rows.len())
             }
         }
@@ -358,7 +337,7 @@ const ALLOW_SCAN_FRACTION: usize = 50;
 
 /// A beam `ef` of at least 1/16 of the items switches the coarse stage to an exact scan of the
 /// prefix band (sequential, no heaps, no visited marks).
-const EXACT_COARSE_FRACTION: usize = 16;
+pub const EXACT_COARSE_FRACTION: usize = 16;
 
 /// Validates a query against the store's dimension.
 pub(crate) fn check_query(store: &Store, query: &[f32]) -> Result<(), SearchError> {
@@ -403,6 +382,7 @@ pub(crate) fn cascade(
 
 /// The coarse stage of [`cascade`] alone: its `keep₀` candidates (unordered), scored at the
 /// coarse width. For tuning, which replays later stages on the pool.
+#[cfg(feature = "build")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn coarse_only(
     parts: Parts<'_>,
@@ -512,7 +492,6 @@ fn run_stages(
         }
     };
     let coarse_width = first.width as u64;
-    let epoch = scratch.mark_epoch;
     let n = store.len();
     let use_allow_scan =
         mode == FilterMode::Allow && eligible_count <= keep0.max(n / ALLOW_SCAN_FRACTION);
@@ -521,7 +500,7 @@ fn run_stages(
     // and exact.
     let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= n;
     if !use_allow_scan && !use_full_scan {
-        let marks = &scratch.marks;
+        let rows = &scratch.filter_rows;
         let graph = parts.graph;
         match mode {
             FilterMode::None => search_graph(
@@ -537,7 +516,7 @@ fn run_stages(
                 &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
-                |r| marks[r as usize] != epoch,
+                |r| !rows.contains(r),
                 &mut scratch.pool,
             ),
             FilterMode::Allow => search_graph(
@@ -545,7 +524,7 @@ fn run_stages(
                 &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
-                |r| marks[r as usize] == epoch,
+                |r| rows.contains(r),
                 &mut scratch.pool,
             ),
         }
@@ -561,7 +540,7 @@ fn run_stages(
         } else {
             eligible_count
         };
-        coarse_scan(scratch, &scan, mode, epoch, n, keep0);
+        coarse_scan(scratch, &scan, mode, n, keep0);
     }
     scratch.stats.multiply_adds += scratch.stats.coarse_scored as u64 * coarse_width;
     let pool = &mut scratch.pool;
@@ -681,19 +660,12 @@ const SCAN_BLOCK: usize = 256;
 
 /// Exact coarse scan of the eligible rows into `scratch.pool`, keeping the best `keep`
 /// (memory bounded by `2·keep` plus a margin; linear time).
-fn coarse_scan(
-    scratch: &mut Scratch,
-    scan: &ScanSource,
-    mode: FilterMode,
-    epoch: u32,
-    n: usize,
-    keep: usize,
-) {
+fn coarse_scan(scratch: &mut Scratch, scan: &ScanSource, mode: FilterMode, n: usize, keep: usize) {
     let mut top = TopPool::new(&mut scratch.pool, keep);
-    // Rows denied in the scan (none without a deny filter): marked with `epoch`.
+    // Rows denied in the scan (none without a deny filter).
     let scratch_parts = BlockScan {
         block: &mut scratch.block,
-        marks: (mode == FilterMode::Deny).then_some((&scratch.marks[..], epoch)),
+        denied: (mode == FilterMode::Deny).then_some(&scratch.filter_rows),
     };
     match (scan, mode) {
         (
@@ -749,7 +721,7 @@ fn coarse_scan(
         }
         (ScanSource::Rows(scorer), _) => {
             for row in 0..n as u32 {
-                if mode == FilterMode::None || scratch.marks[row as usize] != epoch {
+                if mode == FilterMode::None || !scratch.filter_rows.contains(row) {
                     top.offer(row, scorer.score(row));
                 }
             }
@@ -757,11 +729,11 @@ fn coarse_scan(
     }
 }
 
-/// The scratch a blocked scan uses: the block of scores, and the deny marks with the epoch
-/// that marks a row denied (`None`: no row is denied).
+/// The scratch a blocked scan uses: the block of scores, and the denied rows (`None`: no
+/// row is denied).
 struct BlockScan<'a> {
     block: &'a mut Vec<f32>,
-    marks: Option<(&'a [u32], u32)>,
+    denied: Option<&'a RowSet>,
 }
 
 /// Scans rows `0..n` in blocks of SCAN_BLOCK: `score_block(start, out)` writes the scores of
@@ -779,16 +751,18 @@ fn scan_blocks(
         let len = SCAN_BLOCK.min(n - start);
         score_block(start, &mut block[..len]);
         let scores = block[..len].iter().enumerate();
-        match parts.marks {
+        match parts.denied {
             None => {
                 for (i, &score) in scores {
                     top.offer((start + i) as u32, score);
                 }
             }
-            Some((marks, epoch)) => {
+            Some(denied) => {
+                // The set is probed only for rows that would enter the pool.
                 for (i, &score) in scores {
-                    if marks[start + i] != epoch {
-                        top.offer((start + i) as u32, score);
+                    let row = (start + i) as u32;
+                    if score >= top.floor && !denied.contains(row) {
+                        top.offer(row, score);
                     }
                 }
             }

@@ -308,7 +308,8 @@ impl Store {
         bytes.as_ptr().wrapping_add(offset + row * b.stride * 4)
     }
 
-    /// The L2 norm of item `row`'s dims in band `band`.
+    /// The L2 norm of item `row`'s dims in band `band`. Stored and verified, but no search
+    /// reads it: see `index-formats/v2.md` (the next store version drops the section).
     #[inline]
     pub fn band_norm(&self, band: usize, row: usize) -> f32 {
         self.band_norms(band)[row]

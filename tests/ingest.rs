@@ -908,4 +908,49 @@ proptest! {
         }
         let _ = read_ids(&path, 3);
     }
+
+    /// Header dictionaries built from the grammar's own pieces (keys, dtypes, tuples, nesting,
+    /// stray punctuation), inside a valid preamble with a matching length: every case reaches
+    /// the dictionary parser, which must answer with a value or a header, dtype or shape
+    /// error, never a panic or a mismatched preamble error.
+    #[test]
+    fn prop_structured_npy_headers_reach_the_dictionary_parser(
+        pieces in proptest::collection::vec(
+            prop_oneof![
+                Just("{"), Just("}"), Just("'descr'"), Just("'fortran_order'"), Just("'shape'"),
+                Just(":"), Just(","), Just(" "), Just("'<f4'"), Just("'<f2'"), Just("'>f8'"),
+                Just("'<u8'"), Just("'|u1'"), Just("[('a', '<f4')]"), Just("("), Just(")"),
+                Just("True"), Just("False"), Just("None"), Just("3"), Just("0"), Just("-1"),
+                Just("18446744073709551615"), Just("'"), Just("\""), Just("\\"), Just("é"),
+                Just("(((((((("), Just("))))"), Just("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"),
+            ],
+            0..40,
+        ),
+        major in 1u8..=3,
+        data_len in 0usize..64,
+    ) {
+        let dict: String = pieces.concat();
+        let bytes = npy_file(major, &dict, &vec![0u8; data_len]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = put(dir.path(), "s.npy", &bytes);
+        match open_vectors(&path) {
+            Ok(src) => {
+                let _ = all_rows(&*src);
+            }
+            Err(e) => prop_assert!(
+                matches!(
+                    e,
+                    IngestError::BadHeader { .. }
+                        | IngestError::UnsupportedDtype { .. }
+                        | IngestError::FortranOrder { .. }
+                        | IngestError::BadShape { .. }
+                        | IngestError::Truncated { .. }
+                        | IngestError::TrailingBytes { .. }
+                ),
+                "{dict:?}: {e}"
+            ),
+        }
+        let _ = read_ids(&path, 3);
+        let _ = mrl_index::ingest::read_id_matrix(&path);
+    }
 }

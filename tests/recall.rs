@@ -4,11 +4,12 @@
 mod common;
 
 use mrl_index::build::SpaceChoice;
+use mrl_index::candidate::Candidate;
 use mrl_index::exact::{batch_top_k, mean_recall, recall_at, rows_top_k};
 use mrl_index::graph::build::{
     build_graph, build_hnsw, export, write_graph, BuildInfo, GraphBuilder, GraphParams,
 };
-use mrl_index::graph::search::{search_graph, Candidate, GraphScratch, MatrixScorer};
+use mrl_index::graph::search::{search_graph, GraphScratch, MatrixScorer};
 use mrl_index::graph::CoarseGraph;
 use mrl_index::search::PrefixScorer;
 use mrl_index::{Filter, Index, IndexBuilder, OpenOptions, SearchParams, SearchPlan};
@@ -97,6 +98,77 @@ fn plan_covering_everything_equals_exact_search() {
 }
 
 #[test]
+fn graph_walk_then_full_width_rescoring_is_exact_on_the_walked_pool() {
+    // Through the graph path (ef × 16 < n, checked): a plan that rescores its whole coarse
+    // pool at full width returns exactly the best of that pool by exact inner product, and
+    // the pool holds most of the true top-10.
+    let n = 4000;
+    let b = common::build(
+        n,
+        20,
+        128,
+        8,
+        IndexBuilder::new().threads(1).space(SpaceChoice::Native),
+    );
+    let ef = 200;
+    assert!(ef * mrl_index::search::EXACT_COARSE_FRACTION < n);
+    let params = |plan: &str| SearchParams {
+        plan: Some(plan.parse().unwrap()),
+        ef: Some(ef),
+        width: None,
+    };
+    let mut scratch = mrl_index::Scratch::new();
+    let (mut pool, mut hits) = (Vec::new(), Vec::new());
+    let mut found = 0;
+    for q in b.queries.chunks_exact(128) {
+        b.index
+            .search_with(
+                &mut scratch,
+                q,
+                ef,
+                &params("64:k"),
+                &Filter::NONE,
+                &mut pool,
+            )
+            .unwrap();
+        assert!(
+            !scratch.stats.exact_coarse,
+            "the coarse stage walked the graph"
+        );
+        b.index
+            .search_with(
+                &mut scratch,
+                q,
+                10,
+                &params("64:200,128:k"),
+                &Filter::NONE,
+                &mut hits,
+            )
+            .unwrap();
+        assert!(!scratch.stats.exact_coarse);
+        // The exact best 10 of the walked pool, from the exact scores of all items.
+        let all = b.index.exact_search(q, n, 128, &Filter::NONE).unwrap();
+        let in_pool: std::collections::HashSet<u64> = pool.iter().map(|h| h.id).collect();
+        let want: Vec<_> = all
+            .iter()
+            .filter(|h| in_pool.contains(&h.id))
+            .take(10)
+            .collect();
+        assert_eq!(hits.len(), 10);
+        for (h, w) in hits.iter().zip(&want) {
+            assert_eq!(h.id, w.id);
+            assert!((h.score - w.score).abs() <= 1e-5 * w.score.abs().max(1.0));
+        }
+        found += all[..10]
+            .iter()
+            .filter(|t| hits.iter().any(|h| h.id == t.id))
+            .count();
+    }
+    let recall = found as f64 / (10.0 * 20.0);
+    assert!(recall >= 0.9, "recall@10 through the graph {recall}");
+}
+
+#[test]
 fn resident_coarse_copy_gives_identical_results() {
     // Two-band coarse prefix (coarse_dim 128) so that more than one band is copied.
     let b = common::build(
@@ -156,10 +228,7 @@ fn own_graph_search_recall_at_least_hnsw_rs_search_on_same_graph() {
         metric: Default::default(),
         builder: GraphBuilder::HnswRs,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = mrl_index::threads::pool(1).unwrap();
     let reference = pool.install(|| build_hnsw(&coarse, c, &params, &|_| {}));
     let exported = export(&reference, params.m);
     let info = BuildInfo {

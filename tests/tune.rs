@@ -5,9 +5,10 @@
 mod common;
 
 use mrl_index::build::SpaceChoice;
+use mrl_index::default_plan::DEFAULT_PLAN_FILE;
 use mrl_index::exact::{batch_top_k, mean_recall};
 use mrl_index::manifest;
-use mrl_index::tune::{publish_default_plan, tune, TuneOptions, DEFAULT_PLAN_FILE};
+use mrl_index::tune::{tune, TuneOptions};
 use mrl_index::{Filter, Index, IndexBuilder, IndexError, SearchParams};
 use std::process::Command;
 
@@ -33,7 +34,7 @@ fn tuned_plan_meets_its_target_and_becomes_the_default() {
         }
     }
     let plan = result.default_plan(10, 0.95, "test queries");
-    publish_default_plan(&b.index, &plan).unwrap();
+    b.index.publish_default_plan(&plan).unwrap();
     let index = Index::open(&dir).unwrap();
     assert_eq!(index.default_plan(), &chosen.plan);
     assert_eq!(index.default_ef(), Some(chosen.ef));

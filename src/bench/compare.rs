@@ -3,6 +3,7 @@
 
 use super::plot::plot_rows;
 use super::row::{io_err, read_rows, write_rows_csv, write_rows_json, Row};
+use super::BenchError;
 use crate::atomic::write_atomic;
 use crate::Error;
 use std::collections::BTreeMap;
@@ -289,7 +290,7 @@ pub fn share_markdown(rows: &[Row]) -> String {
 /// `recall_qps-<data set>.svg` + `.png` for each.
 pub fn compare(inputs: &[PathBuf], out_dir: &Path) -> Result<CompareReport, Error> {
     if inputs.is_empty() {
-        return Err(Error::Other("compare: no --inputs given".into()));
+        return Err(BenchError::Invalid("compare: no --inputs given".into()).into());
     }
     let mut rows = Vec::new();
     for p in inputs {

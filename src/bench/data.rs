@@ -1,6 +1,7 @@
 //! Generated benchmark sets (strongly or weakly Matryoshka) written as `.npy` files, and how
 //! much of the full-width ranking their prefix holds.
 
+use super::BenchError;
 use crate::ingest::write_npy_f32;
 use crate::simd;
 use crate::synth::MatryoshkaLike;
@@ -25,9 +26,9 @@ impl std::str::FromStr for SetKind {
         match s.to_ascii_lowercase().as_str() {
             "strong" => Ok(SetKind::Strong),
             "weak" => Ok(SetKind::Weak),
-            _ => Err(Error::Other(format!(
-                "--kind {s:?}: expected `strong` or `weak`"
-            ))),
+            _ => Err(
+                BenchError::Invalid(format!("--kind {s:?}: expected `strong` or `weak`")).into(),
+            ),
         }
     }
 }
@@ -182,11 +183,12 @@ pub fn write_set(
     dir: &Path,
 ) -> Result<SetReport, Error> {
     if n == 0 || nq == 0 || dim == 0 {
-        return Err(Error::Other(format!(
+        return Err(BenchError::Invalid(format!(
             "bench-data: --n, --nq and --dim must be positive (got {n}, {nq}, {dim})"
-        )));
+        ))
+        .into());
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir, e))?;
     let gen = kind.generator(dim, seed);
     let items = gen.items(n);
     // Every query row is generated from its own seeded stream: the first nq rows of a
@@ -230,9 +232,8 @@ pub fn write_set(
     };
     let meta = dir.join("set.json");
     let text = serde_json::to_string_pretty(&report)
-        .map_err(|e| Error::Other(format!("{}: {e}", meta.display())))?;
-    crate::atomic::write_atomic(&meta, text.as_bytes())
-        .map_err(|e| Error::Other(format!("{}: {e}", meta.display())))?;
+        .map_err(|e| BenchError::json(&meta, "set description", e))?;
+    crate::atomic::write_atomic(&meta, text.as_bytes()).map_err(|e| BenchError::io(&meta, e))?;
     Ok(report)
 }
 

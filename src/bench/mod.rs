@@ -38,6 +38,7 @@
 
 pub mod compare;
 pub mod data;
+mod error;
 pub mod plot;
 pub mod row;
 pub mod sweep;
@@ -45,6 +46,7 @@ pub mod truth;
 
 pub use compare::{compare, table_markdown, CompareReport};
 pub use data::{prefix_share, write_set, PrefixShare, SetKind, SetReport};
+pub use error::BenchError;
 pub use plot::{plot_rows, render_png, render_svg};
 pub use row::{read_rows, rows_to_csv, write_rows_csv, write_rows_json, Row};
 pub use sweep::{

@@ -5,6 +5,7 @@
 //! PNG renders the same on a machine without system fonts.
 
 use super::row::{io_err, Row};
+use super::BenchError;
 use crate::atomic::write_atomic;
 use crate::Error;
 use plotters::coord::Shift;
@@ -31,7 +32,7 @@ fn register_font() -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Other("the embedded plot font does not load".into()))
+        Err(BenchError::Plot("the embedded plot font does not load".into()).into())
     }
 }
 
@@ -187,7 +188,7 @@ fn trim(v: f64) -> String {
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("drawing the plot: {e}"))
+    BenchError::Plot(e.to_string()).into()
 }
 
 /// Draws the chart on any plotters backend.

@@ -1,6 +1,7 @@
 //! One benchmark result: the row schema shared with the Python peer scripts, and reading and
 //! writing rows as JSON arrays, JSON lines and CSV.
 
+use super::BenchError;
 use crate::atomic::write_atomic;
 use crate::Error;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -163,11 +164,11 @@ fn is_jsonl(path: &Path) -> bool {
 }
 
 fn json_err(path: &Path, e: serde_json::Error) -> Error {
-    Error::Other(format!("{}: {e}", path.display()))
+    BenchError::json(path, "rows", e).into()
 }
 
 pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Other(format!("{}: {e}", path.display()))
+    BenchError::io(path, e).into()
 }
 
 /// Reads rows from a JSON array of row objects, or from JSON lines (one object per line;
@@ -176,21 +177,21 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err(Error::Other(format!(
-            "{}: empty file; expected a JSON array of rows or JSON lines",
-            path.display()
-        )));
+        return Err(BenchError::BadFile {
+            path: path.to_path_buf(),
+            reason: "empty file; expected a JSON array of rows or JSON lines".into(),
+        }
+        .into());
     }
     if trimmed.starts_with('[') {
-        let values: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-            Error::Other(format!("{}: not a JSON array of rows: {e}", path.display()))
-        })?;
+        let values: Vec<Value> = serde_json::from_str(&text)
+            .map_err(|e| BenchError::json(path, "not a JSON array of rows", e))?;
         values
             .into_iter()
             .enumerate()
             .map(|(i, v)| {
                 serde_json::from_value(v)
-                    .map_err(|e| Error::Other(format!("{}: row {i}: {e}", path.display())))
+                    .map_err(|e| BenchError::json(path, format!("row {i}"), e).into())
             })
             .collect()
     } else {
@@ -199,7 +200,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
                 serde_json::from_str(l)
-                    .map_err(|e| Error::Other(format!("{}: line {}: {e}", path.display(), i + 1)))
+                    .map_err(|e| BenchError::json(path, format!("line {}", i + 1), e).into())
             })
             .collect()
     }

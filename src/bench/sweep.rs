@@ -6,6 +6,7 @@
 
 use super::row::{machine_description, proc_status_bytes, rss_bytes, timestamp_utc, Row};
 use super::truth::GroundTruth;
+use super::BenchError;
 use crate::exact::batch_top_k;
 use crate::plan::{Keep, SearchPlan, Space, Stage, DEFAULT_SHRINK};
 use crate::{Error, Filter, Hit, Index, Scratch, SearchParams};
@@ -365,10 +366,7 @@ fn set_latencies(row: &mut Row, best: &OneThread) {
 }
 
 fn pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Other(format!("cannot start {threads} threads: {e}")))
+    Ok(crate::threads::pool(threads)?)
 }
 
 /// Runs every sweep of `cfg` over `queries` (row-major, the index's dimension) and returns
@@ -383,28 +381,29 @@ pub fn run_bench(
 ) -> Result<Vec<Row>, Error> {
     let dim = index.dim();
     if queries.is_empty() || !queries.len().is_multiple_of(dim) {
-        return Err(Error::Other(format!(
+        return Err(BenchError::Invalid(format!(
             "queries: {} values is not a positive number of {dim}-d rows",
             queries.len()
-        )));
+        ))
+        .into());
     }
     let nq = queries.len() / dim;
     if truth.n_queries() != nq {
-        return Err(Error::Other(format!(
-            "ground truth has {} rows for {nq} queries",
-            truth.n_queries()
-        )));
+        return Err(
+            BenchError::Truth(format!("{} rows for {nq} queries", truth.n_queries())).into(),
+        );
     }
     if cfg.k == 0 {
         return Err(Error::Search(crate::SearchError::ZeroK));
     }
     let need = cfg.k.min(index.len());
     if truth.depth() < need {
-        return Err(Error::Other(format!(
-            "ground truth holds {} ids per query; k = {} needs at least {need}",
+        return Err(BenchError::Truth(format!(
+            "{} ids per query; k = {} needs at least {need}",
             truth.depth(),
             cfg.k
-        )));
+        ))
+        .into());
     }
     let pool = pool(cfg.threads)?;
     let common = Common {
@@ -458,7 +457,7 @@ fn exact_width_row(
     let n_bands = index
         .store()
         .bands_for_width(width)
-        .ok_or_else(|| Error::Other(format!("width {width} is not a nested width")))?;
+        .ok_or_else(|| BenchError::Invalid(format!("width {width} is not a nested width")))?;
     let timed = cfg.exact_timed_queries.clamp(1, nq);
     let warm = cfg.warmup_queries.min(timed).max(1);
     for q in queries.chunks_exact(dim).take(warm) {

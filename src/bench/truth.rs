@@ -8,8 +8,10 @@
 //! written atomically.
 
 use super::row::io_err;
+use super::BenchError;
 use crate::atomic::write_atomic;
 use crate::exact::batch_top_k_gemm;
+use crate::ingest::{read_id_matrix, write_npy_u64_matrix};
 use crate::{Error, Index};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -29,10 +31,11 @@ impl GroundTruth {
     /// Ground truth from row-major ids, `depth` per query.
     pub fn new(ids: Vec<u64>, n_queries: usize, depth: usize) -> Result<GroundTruth, Error> {
         if ids.len() != n_queries * depth {
-            return Err(Error::Other(format!(
-                "ground truth: {} ids is not {n_queries} queries × {depth}",
+            return Err(BenchError::Truth(format!(
+                "{} ids is not {n_queries} queries × {depth}",
                 ids.len()
-            )));
+            ))
+            .into());
         }
         Ok(GroundTruth {
             ids,
@@ -176,7 +179,7 @@ pub fn load_or_compute(
     let gt = compute(index, queries, TRUTH_DEPTH);
     let written = write_ids_npy(&cache, gt.ids(), gt.n_queries(), gt.depth()).and_then(|()| {
         let text = serde_json::to_string_pretty(&key)
-            .map_err(|e| Error::Other(format!("{}: {e}", sidecar.display())))?;
+            .map_err(|e| BenchError::json(&sidecar, "cache sidecar", e))?;
         write_atomic(&sidecar, text.as_bytes()).map_err(|e| io_err(&sidecar, e))
     });
     match written {
@@ -198,140 +201,30 @@ fn read_cache(cache: &Path, sidecar: &Path, key: &TruthKey) -> Option<GroundTrut
     (gt.depth() == key.depth as usize).then_some(gt)
 }
 
-/// Writes row-major `u64` ids as a 2-d `.npy` (`<u8`, `[rows, cols]`), atomically.
+/// Writes row-major `u64` ids as a 2-d `.npy` (`<u8`, `[rows, cols]`), atomically (the
+/// crate's `.npy` writer, [`crate::ingest::write_npy_u64_matrix`]).
 pub fn write_ids_npy(path: &Path, ids: &[u64], rows: usize, cols: usize) -> Result<(), Error> {
-    if ids.len() != rows * cols {
-        return Err(Error::Other(format!(
-            "{}: {} ids is not {rows} × {cols}",
-            path.display(),
-            ids.len()
-        )));
-    }
-    let dict = format!("{{'descr': '<u8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // magic (6) + version (2) + length (2) + dict + padding + '\n', a multiple of 64.
-    let unpadded = 10 + dict.len() + 1;
-    let total = unpadded.div_ceil(64) * 64;
-    let mut bytes = Vec::with_capacity(total + ids.len() * 8);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&((total - 10) as u16).to_le_bytes());
-    bytes.extend_from_slice(dict.as_bytes());
-    bytes.resize(total - 1, b' ');
-    bytes.push(b'\n');
-    for id in ids {
-        bytes.extend_from_slice(&id.to_le_bytes());
-    }
-    write_atomic(path, &bytes).map_err(|e| io_err(path, e))
+    Ok(write_npy_u64_matrix(path, ids, rows, cols)?)
 }
 
 /// Reads a ground-truth `.npy`: a C-order 2-d array `[n_queries, ≥ min_depth]` of `<u8`,
-/// `<i8`, `<u4` or `<i4` ids (negative ids are refused). Every error names the file and says
-/// what shape was expected.
+/// `<i8`, `<u4` or `<i4` ids (negative ids are refused), through the crate's `.npy` reader
+/// ([`crate::ingest::read_id_matrix`]). Every error names the file and says what shape was
+/// expected.
 pub fn read_ids_npy(path: &Path, n_queries: usize, min_depth: usize) -> Result<GroundTruth, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Other(format!("ground truth {}: {e}", path.display())))?;
-    let bad = |reason: String| Error::Other(format!("ground truth {}: {reason}", path.display()));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file (no \\x93NUMPY magic)".into()));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(format!("unsupported .npy version {v}"))),
-    };
-    let data_offset = start + header_len;
-    let dict = bytes
-        .get(start..data_offset)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .ok_or_else(|| bad("truncated or non-text .npy header".into()))?;
-    let descr = dict_value(dict, "descr")
-        .map(str::to_string)
-        .ok_or_else(|| bad("the .npy header has no 'descr'".into()))?;
-    if dict_value(dict, "fortran_order") == Some("True") {
-        return Err(bad("Fortran-order array; C order required".into()));
-    }
-    let shape_text = dict_value(dict, "shape").ok_or_else(|| bad("no 'shape' in header".into()))?;
-    let shape: Vec<usize> = shape_text
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad(format!("bad shape {shape_text:?}")))?;
-    let size = match descr.as_str() {
-        "<u8" | "<i8" => 8,
-        "<u4" | "<i4" | "|u4" | "|i4" => 4,
-        _ => {
-            return Err(bad(format!(
-                "dtype {descr:?}: expected integer ids (<u8, <i8, <u4 or <i4)"
-            )))
+    let m = read_id_matrix(path)?;
+    if m.rows != n_queries || m.cols < min_depth {
+        return Err(BenchError::BadFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "ground truth of shape [{}, {}]: expected [{n_queries}, ≥{min_depth}] (one row \
+                 of neighbour ids per query, at least {min_depth} per row)",
+                m.rows, m.cols
+            ),
         }
-    };
-    let signed = descr.contains('i');
-    let (rows, cols) = match shape[..] {
-        [r, c] => (r, c),
-        _ => {
-            return Err(bad(format!(
-                "shape {shape:?}: expected a 2-d array [{n_queries}, ≥{min_depth}] (one row of \
-                 neighbour ids per query)"
-            )))
-        }
-    };
-    if rows != n_queries || cols < min_depth {
-        return Err(bad(format!(
-            "shape [{rows}, {cols}]: expected [{n_queries}, ≥{min_depth}] (one row of neighbour \
-             ids per query, at least {min_depth} per row)"
-        )));
+        .into());
     }
-    let need = rows * cols * size;
-    let data = bytes.get(data_offset..).unwrap_or(&[]);
-    if data.len() != need {
-        return Err(bad(format!(
-            "expected {need} bytes of data for shape [{rows}, {cols}], found {}",
-            data.len()
-        )));
-    }
-    let mut ids = Vec::with_capacity(rows * cols);
-    for (i, c) in data.chunks_exact(size).enumerate() {
-        let v: i128 = match (size, signed) {
-            (8, false) => i128::from(u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-            (8, true) => i128::from(i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-            (_, false) => i128::from(u32::from_le_bytes(c.try_into().unwrap_or([0; 4]))),
-            (_, true) => i128::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))),
-        };
-        let id = u64::try_from(v).map_err(|_| {
-            bad(format!(
-                "row {}, column {}: negative id {v}",
-                i / cols,
-                i % cols
-            ))
-        })?;
-        ids.push(id);
-    }
-    GroundTruth::new(ids, rows, cols)
-}
-
-/// The value of `'key'` in a `.npy` header dict: a quoted string's contents, a tuple with
-/// its parentheses, or a bare word (`True`, `False`).
-fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
-    let pos = dict
-        .find(&format!("'{key}'"))
-        .or_else(|| dict.find(&format!("\"{key}\"")))?;
-    let rest = &dict[pos + key.len() + 2..];
-    let colon = rest.find(':')?;
-    let v = rest[colon + 1..].trim_start();
-    match v.chars().next()? {
-        q @ ('\'' | '"') => {
-            let end = v[1..].find(q)?;
-            Some(&v[1..1 + end])
-        }
-        '(' => Some(&v[..=v.find(')')?]),
-        _ => Some(v[..v.find([',', '}']).unwrap_or(v.len())].trim()),
-    }
+    GroundTruth::new(m.ids, m.rows, m.cols)
 }
 
 #[cfg(test)]
@@ -375,10 +268,7 @@ mod tests {
         bytes[n - 8..].copy_from_slice(&(-1i64).to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let e = read_ids_npy(&p, 2, 2).unwrap_err().to_string();
-        assert!(
-            e.contains("gt-i8.npy") && e.contains("negative id -1"),
-            "{e}"
-        );
+        assert!(e.contains("gt-i8.npy") && e.contains("-1"), "{e}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub struct BenchArgs {
 pub fn run(a: BenchArgs) -> Result<(), Error> {
     let (index, queries) = super::open_with_queries(&a.index, &a.queries, &a.open)?;
     if queries.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: no queries (0 rows)",
             a.queries.display()
         )));
@@ -117,7 +117,7 @@ pub fn run(a: BenchArgs) -> Result<(), Error> {
     }
     if let Some(f) = a.shrink {
         if !(f.is_finite() && f >= 1.0) {
-            return Err(Error::Other(format!("--shrink {f}: must be a number ≥ 1")));
+            return Err(Error::Usage(format!("--shrink {f}: must be a number ≥ 1")));
         }
         cfg.cascade_shrink = f;
     }
@@ -127,10 +127,7 @@ pub fn run(a: BenchArgs) -> Result<(), Error> {
     if let Some(e) = a.exact_queries {
         cfg.exact_queries = e.max(1);
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()
-        .map_err(|e| Error::Other(format!("cannot start {} threads: {e}", a.threads)))?;
+    let pool = mrl_index::threads::pool(a.threads)?;
     let t = Instant::now();
     let (truth, source) = pool.install(|| {
         bench::truth::load_or_compute(

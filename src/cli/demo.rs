@@ -84,7 +84,7 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
     {
         Some(d) => d,
         None => {
-            return Err(Error::Other(
+            return Err(Error::Usage(
                 "datasets/beauty not found: run from the mrl-index checkout or pass --data".into(),
             ))
         }
@@ -258,7 +258,7 @@ fn encode_histories(
                         .checked_sub(1)
                         .filter(|&r| r < n)
                         .ok_or_else(|| {
-                            Error::Other(format!("history item {id} is not one of the {n} items"))
+                            Error::Usage(format!("history item {id} is not one of the {n} items"))
                         })?;
                     r.extend_from_slice(&vectors[row * dim..(row + 1) * dim]);
                 }
@@ -274,9 +274,16 @@ fn encode_histories(
 /// The example histories committed with the model's test fixture.
 fn example_histories(data: &Path) -> Result<Vec<Vec<u64>>, Error> {
     let path = data.join("fixtures/query_encoder_reference.json");
-    let bad = |why: String| Error::Other(format!("{}: {why}", path.display()));
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let bad = |reason: String| Error::BadFile {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let (Some(ids), Some(lengths)) = (v["item_ids"].as_array(), v["lengths"].as_array()) else {
         return Err(bad("expected item_ids and lengths".into()));
     };
@@ -361,7 +368,7 @@ fn run_synthetic(a: DemoArgs) -> Result<(), Error> {
         rayon::current_num_threads()
     );
     if (recall - recall_batch).abs() > 1e-12 {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "batch search disagreed with single search: recall {recall_batch} vs {recall}"
         )));
     }

@@ -32,7 +32,7 @@ pub fn run_embed(a: EmbedArgs) -> Result<(), Error> {
     let encoder = ItemEncoder::open(&a.encoder)?;
     let features = ingest::read_matrix_f32(&a.features)?;
     if features.dim() != encoder.in_dim() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: features have {} columns but the encoder takes {}",
             a.features.display(),
             features.dim(),
@@ -59,8 +59,14 @@ impl Titles {
     /// Reads titles: a JSON object `{"titles": [...], "first_id": N}` (entry r is the title of
     /// id r + first_id; first_id defaults to 1, the P5 convention), or `{"<id>": "title", ...}`.
     pub fn read(path: &Path) -> Result<Titles, Error> {
-        let bad = |why: String| Error::Other(format!("{}: {why}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let bad = |reason: String| Error::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let mut map = HashMap::new();
@@ -257,7 +263,7 @@ pub fn run_encode_queries(a: EncodeQueriesArgs) -> Result<(), Error> {
         .map(|s| s[..s.len() - cut].to_vec())
         .collect();
     if histories.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: no users to encode ({available} users with two or more items, {} skipped)",
             a.data.sequences.display(),
             a.skip_users
@@ -335,8 +341,10 @@ impl Metrics {
 
 /// Reads P5-format sequences: `user item item ...` per line.
 pub fn read_sequences(path: &Path) -> Result<Vec<Vec<u64>>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut out = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
         let mut fields = line.split_whitespace();
@@ -346,7 +354,10 @@ pub fn read_sequences(path: &Path) -> Result<Vec<Vec<u64>>, Error> {
         let items = fields
             .map(|f| f.parse::<u64>())
             .collect::<Result<Vec<u64>, _>>()
-            .map_err(|e| Error::Other(format!("{}: line {}: {e}", path.display(), line_no + 1)))?;
+            .map_err(|e| Error::BadFile {
+                path: path.to_path_buf(),
+                reason: format!("line {}: {e}", line_no + 1),
+            })?;
         out.push(items);
     }
     Ok(out)
@@ -490,7 +501,7 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
         Some(p) => {
             let q = ingest::read_matrix_f32(p)?;
             if q.len() != users.len() || q.dim() != index.dim() {
-                return Err(Error::Other(format!(
+                return Err(Error::Usage(format!(
                     "{}: {} × {} query vectors, but {} users × {} dims are evaluated",
                     p.display(),
                     q.len(),

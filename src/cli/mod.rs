@@ -92,11 +92,7 @@ pub fn with_threads<T>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
 where
     T: Send,
 {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Other(format!("cannot start {threads} threads: {e}")))?;
-    Ok(pool.install(f))
+    Ok(mrl_index::threads::with_threads(threads, f)?)
 }
 
 /// How `search`, `tune` and `bench` open the index (flattened into their arguments).
@@ -123,7 +119,7 @@ pub fn open_with_queries(
     let idx = mrl_index::Index::open_with(index, options)?;
     let q = mrl_index::ingest::read_matrix_f32(queries)?;
     if q.dim() != idx.dim() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: queries have {} dims, but the index {} holds {}-d vectors",
             queries.display(),
             q.dim(),
@@ -141,7 +137,7 @@ pub fn parse_list<T: std::str::FromStr>(text: &str, what: &str) -> Result<Vec<T>
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<T>()
-                .map_err(|_| Error::Other(format!("{what}: {s:?} is not a valid number")))
+                .map_err(|_| Error::Usage(format!("{what}: {s:?} is not a valid number")))
         })
         .collect()
 }

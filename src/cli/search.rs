@@ -65,7 +65,10 @@ pub fn run(a: SearchArgs) -> Result<(), Error> {
     let secs = t0.elapsed().as_secs_f64();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| Error::Other(format!("writing results: {e}"));
+    let io = |source| Error::Io {
+        path: "-".into(),
+        source,
+    };
     for (i, hits) in results.iter().enumerate() {
         if a.json {
             let v = serde_json::json!({

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use mrl_index::ingest::VectorSource;
-use mrl_index::tune::{publish_default_plan, tune, TuneOptions};
+use mrl_index::tune::{tune, TuneOptions};
 use mrl_index::{Error, SearchError};
 use std::path::PathBuf;
 
@@ -39,7 +39,7 @@ pub fn run(a: TuneArgs) -> Result<(), Error> {
         return Err(SearchError::ZeroK.into());
     }
     if !(a.target_recall > 0.0 && a.target_recall <= 1.0) {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "--target-recall {}: must be in (0, 1]",
             a.target_recall
         )));
@@ -77,7 +77,7 @@ pub fn run(a: TuneArgs) -> Result<(), Error> {
     if a.write {
         let source = format!("queries of {}", a.queries.display());
         let plan = result.default_plan(a.k, a.target_recall, &source);
-        publish_default_plan(&index, &plan)?;
+        index.publish_default_plan(&plan)?;
         println!(
             "published in {}/MANIFEST: plan={} ef={}",
             a.index.display(),

@@ -79,7 +79,7 @@ pub struct NativeOptions {
 }
 
 /// A scored row as one orderable `u64`: the score's bits, made monotone, above the complement
-/// of the row. Keys order like [`super::search::Candidate`] (by score, ties to the smaller
+/// of the row. Keys order like [`crate::candidate::Candidate`] (by score, ties to the smaller
 /// row) and compare in one instruction, which the heaps and sorts of insertion do millions of
 /// times.
 pub(super) type Key = u64;
@@ -889,11 +889,7 @@ mod tests {
     }
 
     fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(f)
+        crate::threads::with_threads(1, f).unwrap()
     }
 
     #[test]

@@ -11,12 +11,16 @@
 //!
 //! By default neighbours are chosen by the inner-product dissimilarity `C − x·y`; the MIPS→L2
 //! reduction (items get `sqrt(M² − ‖x‖²)` appended, queries 0) is available too
-//! ([`build::CoarseMetric`]). Either way the search needs no extra dimension: it maximises
+//! (`build::CoarseMetric`). Either way the search needs no extra dimension: it maximises
 //! `q·x` on the prefix band.
 
+#[cfg(feature = "build")]
 pub mod build;
+#[cfg(feature = "build")]
 pub mod guided;
+#[cfg(feature = "build")]
 pub mod insert;
+#[cfg(feature = "build")]
 pub mod scoring;
 pub mod search;
 
@@ -34,7 +38,7 @@ pub const NO_NEIGHBOUR: u32 = u32::MAX;
 pub mod section {
     /// [`super::GraphMeta`].
     pub const META: u32 = 1;
-    /// [`super::build::BuildInfo`], bincode-encoded (informational).
+    /// `graph::build::BuildInfo`, bincode-encoded (informational).
     pub const BUILD_INFO: u32 = 2;
     /// Layer 0 neighbour lists, `n × m0` u32.
     pub const LAYER0_LINKS: u32 = 3;
@@ -231,6 +235,7 @@ impl CoarseGraph {
     }
 
     /// The build information stored in the file, if it decodes.
+    #[cfg(feature = "build")]
     pub fn build_info(&self) -> Option<build::BuildInfo> {
         let r = self
             .container

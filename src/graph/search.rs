@@ -1,10 +1,12 @@
 //! Beam search over the coarse graph: greedy descent through the upper layers, then a
 //! best-first search of layer 0 with a beam of `ef`, maximising the inner product on the
-//! prefix. All working memory lives in a reusable [`GraphScratch`]: visited marks by epoch
-//! counter, heaps whose capacity survives between queries.
+//! prefix. All working memory lives in a reusable [`GraphScratch`]: the visited rows (a
+//! [`RowSet`], sized by the walk, not the graph), heaps whose capacity survives between queries.
 
 use super::{CoarseGraph, NO_NEIGHBOUR};
-use std::cmp::{Ordering, Reverse};
+use crate::candidate::Candidate;
+use crate::rowset::RowSet;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// Scores rows against one query on the coarse prefix.
@@ -49,37 +51,11 @@ impl CoarseScorer for MatrixScorer<'_> {
     }
 }
 
-/// A row with its score. Ordered by score, ties broken towards the smaller row, so that
-/// searches are deterministic.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    /// Inner product so far.
-    pub score: f32,
-    /// Row in the store.
-    pub row: u32,
-}
-
-impl Eq for Candidate {}
-
-impl Ord for Candidate {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.row.cmp(&self.row))
-    }
-}
-
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// Reusable working memory of the graph search.
 #[derive(Debug, Default)]
 pub struct GraphScratch {
-    visited: Vec<u32>,
-    epoch: u32,
+    /// Rows the walk has reached: memory follows the walk's size, not the graph's.
+    visited: RowSet,
     candidates: BinaryHeap<Candidate>,
     results: BinaryHeap<Reverse<Candidate>>,
     fresh: Vec<u32>,
@@ -89,14 +65,7 @@ pub struct GraphScratch {
 
 impl GraphScratch {
     fn begin(&mut self, n: usize) {
-        if self.visited.len() < n {
-            self.visited.resize(n, 0);
-        }
-        if self.epoch == u32::MAX {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.epoch = 0;
-        }
-        self.epoch += 1;
+        self.visited.clear(n);
         self.candidates.clear();
         self.results.clear();
         self.scored = 0;
@@ -104,13 +73,12 @@ impl GraphScratch {
 
     #[inline]
     fn visit(&mut self, row: u32) -> bool {
-        let slot = &mut self.visited[row as usize];
-        if *slot == self.epoch {
-            false
-        } else {
-            *slot = self.epoch;
-            true
-        }
+        self.visited.insert(row)
+    }
+
+    /// Bytes of the visited set (the largest walk's, whatever the graph's size).
+    pub fn visited_bytes(&self) -> usize {
+        self.visited.capacity_bytes()
     }
 }
 

@@ -41,6 +41,34 @@ impl NpyHeader {
     }
 }
 
+/// The element code (`f4`, `u8`, …) of `header`'s dtype if it is a simple little-endian one
+/// in `accepted`; otherwise [`IngestError::UnsupportedDtype`] expecting `expected` (or
+/// `expected_le` for a big-endian dtype of an accepted code).
+pub(crate) fn element_code<'h>(
+    path: &Path,
+    header: &'h NpyHeader,
+    accepted: &[&str],
+    expected: &'static str,
+    expected_le: &'static str,
+) -> Result<&'h str, IngestError> {
+    let unsupported = |expected| IngestError::UnsupportedDtype {
+        path: path.to_path_buf(),
+        descr: header.descr.clone(),
+        expected,
+    };
+    if !header.descr_is_simple {
+        return Err(unsupported(expected));
+    }
+    let (order, code) = split_descr(&header.descr);
+    if !accepted.contains(&code) {
+        return Err(unsupported(expected));
+    }
+    if order == ByteOrder::Big {
+        return Err(unsupported(expected_le));
+    }
+    Ok(code)
+}
+
 /// Byte order of a dtype, as read from its `descr` prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ByteOrder {

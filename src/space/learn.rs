@@ -31,41 +31,7 @@ use rayon::prelude::*;
 /// Rows per chunk of the second-moment and encoding passes.
 const CHUNK: usize = 2048;
 
-/// Where a fit's query statistics came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FitKind {
-    /// Sample queries: the query-aware maps.
-    QueryAware,
-    /// The items alone (`Cq = Cx`): principal directions.
-    ItemsOnly,
-}
-
-impl FitKind {
-    /// The value stored in the space file.
-    pub fn code(self) -> u32 {
-        match self {
-            FitKind::QueryAware => 1,
-            FitKind::ItemsOnly => 2,
-        }
-    }
-
-    /// The kind stored as `code`, if valid.
-    pub fn from_code(code: u32) -> Option<FitKind> {
-        match code {
-            1 => Some(FitKind::QueryAware),
-            2 => Some(FitKind::ItemsOnly),
-            _ => None,
-        }
-    }
-
-    /// `"query-aware"` or `"items-only"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FitKind::QueryAware => "query-aware",
-            FitKind::ItemsOnly => "items-only",
-        }
-    }
-}
+pub use super::FitKind;
 
 /// Settings of a fit.
 #[derive(Debug, Clone, Copy, PartialEq)]

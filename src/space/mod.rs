@@ -13,27 +13,70 @@
 //! native width from the store.
 //! ```
 //!
-//! [`learn`] fits `A` and `B`; this module is the file (`space-<gen>.mrl`, specified in
+//! `learn` (feature `build`) fits `A` and `B`; this module is the file (`space-<gen>.mrl`, specified in
 //! `index-formats/v2.md`) and its reader. The store is unchanged, so every native width
 //! `W` still answers exactly (the learned stages of a `W`-wide search project the query's
 //! first `W` dims only).
 
+#[cfg(feature = "build")]
 pub mod choose;
+#[cfg(feature = "build")]
 pub mod learn;
 
 use crate::bytes::Bytes;
-use crate::format::{cast_section, read_pod, Container, ContainerWriter, FormatError};
+#[cfg(feature = "build")]
+use crate::format::ContainerWriter;
+use crate::format::{cast_section, read_pod, Container, FormatError};
 use crate::ingest::IngestError;
 use crate::store::Band;
 use bytemuck::{Pod, Zeroable};
-use learn::{FitKind, Fitted};
-use std::io::{self, Seek, Write};
+#[cfg(feature = "build")]
+use learn::Fitted;
+use std::io;
+#[cfg(feature = "build")]
+use std::io::{Seek, Write};
 
 /// Magic bytes of a space file.
 pub const SPACE_MAGIC: [u8; 8] = *b"MRLSPACE";
 
 /// The format version of space files (they first appeared in version 2).
 pub const SPACE_FORMAT_VERSION: u32 = 2;
+
+/// Where a fit's query statistics came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitKind {
+    /// Sample queries: the query-aware maps.
+    QueryAware,
+    /// The items alone (`Cq = Cx`): principal directions.
+    ItemsOnly,
+}
+
+impl FitKind {
+    /// The value stored in the space file.
+    pub fn code(self) -> u32 {
+        match self {
+            FitKind::QueryAware => 1,
+            FitKind::ItemsOnly => 2,
+        }
+    }
+
+    /// The kind stored as `code`, if valid.
+    pub fn from_code(code: u32) -> Option<FitKind> {
+        match code {
+            1 => Some(FitKind::QueryAware),
+            2 => Some(FitKind::ItemsOnly),
+            _ => None,
+        }
+    }
+
+    /// `"query-aware"` or `"items-only"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FitKind::QueryAware => "query-aware",
+            FitKind::ItemsOnly => "items-only",
+        }
+    }
+}
 
 /// Section kinds of a space file.
 pub mod section {
@@ -415,9 +458,10 @@ impl LearnedSpace {
     }
 }
 
+#[cfg(feature = "build")]
 /// Writes a space file: the fitted maps, the nested code `widths` (ending at the code
 /// dimension) and the items' `codes` (`n × code_dim`, row-major, stored in half precision:
-/// the caller scales them into its range, see [`learn::Fitted::scale_codes`]).
+/// the caller scales them into its range, see `learn::Fitted::scale_codes`).
 pub fn write_space<W: Write + Seek>(
     out: W,
     fitted: &Fitted,
