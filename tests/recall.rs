@@ -169,6 +169,38 @@ fn graph_walk_then_full_width_rescoring_is_exact_on_the_walked_pool() {
 }
 
 #[test]
+fn epoch_marks_and_the_row_set_walk_the_graph_alike() {
+    // Graphs of up to EPOCH_ROWS rows mark visits with epochs, larger ones with a RowSet;
+    // forced onto the RowSet, a walk of the same graph must return the same pool.
+    let b = common::build(
+        3000,
+        20,
+        128,
+        9,
+        IndexBuilder::new().threads(1).space(SpaceChoice::Native),
+    );
+    let index = &b.index;
+    let mut epochs = GraphScratch::default();
+    let mut set = GraphScratch::with_epoch_rows(0);
+    let (mut a, mut c) = (Vec::new(), Vec::new());
+    for q in b.queries.chunks_exact(128) {
+        let scorer = PrefixScorer::new(index.store(), q, 1);
+        for ef in [10, 50, 150] {
+            search_graph(index.graph(), &scorer, ef, &mut epochs, |_| true, &mut a);
+            search_graph(index.graph(), &scorer, ef, &mut set, |r| r % 3 != 0, &mut c);
+            let mut c_all = Vec::new();
+            let mut set2 = GraphScratch::with_epoch_rows(0);
+            search_graph(index.graph(), &scorer, ef, &mut set2, |_| true, &mut c_all);
+            a.sort_by(|x, y| y.cmp(x));
+            c_all.sort_by(|x, y| y.cmp(x));
+            assert_eq!(a, c_all, "ef {ef}");
+            assert!(c.iter().all(|x| x.row % 3 != 0));
+        }
+    }
+    assert!(set.visited_bytes() > 0 && epochs.visited_bytes() >= 3000 * 4);
+}
+
+#[test]
 fn resident_coarse_copy_gives_identical_results() {
     // Two-band coarse prefix (coarse_dim 128) so that more than one band is copied.
     let b = common::build(

@@ -60,8 +60,10 @@ pub const EPOCH_ROWS: usize = 1 << 16;
 /// Reusable working memory of the graph search.
 #[derive(Debug, Default)]
 pub struct GraphScratch {
-    /// Whether the graph has at most [`EPOCH_ROWS`] rows, and the walk marks `epochs`.
+    /// Whether the graph has at most `epoch_rows` rows, and the walk marks `epochs`.
     small: bool,
+    /// The largest graph marked with epochs (`None`: [`EPOCH_ROWS`]).
+    epoch_rows: Option<usize>,
     /// Small graphs: the epoch of the walk that last reached each row (one load per check).
     epochs: Vec<u32>,
     epoch: u32,
@@ -75,8 +77,18 @@ pub struct GraphScratch {
 }
 
 impl GraphScratch {
+    /// A scratch that marks visits with epochs only for graphs of at most `rows` rows (the
+    /// default is [`EPOCH_ROWS`]), and with a [`RowSet`] above: tests and benchmarks compare
+    /// the two on one graph.
+    pub fn with_epoch_rows(rows: usize) -> GraphScratch {
+        GraphScratch {
+            epoch_rows: Some(rows),
+            ..GraphScratch::default()
+        }
+    }
+
     fn begin(&mut self, n: usize) {
-        self.small = n <= EPOCH_ROWS;
+        self.small = n <= self.epoch_rows.unwrap_or(EPOCH_ROWS);
         if self.small {
             if self.epochs.len() < n {
                 self.epochs.resize(n, 0);
