@@ -39,6 +39,9 @@ fn select_best(
     k: usize,
     eligible: impl Fn(usize) -> bool,
 ) -> Vec<Hit> {
+    if k == 0 {
+        return Vec::new();
+    }
     let mut cands: Vec<Candidate> = scores
         .iter()
         .enumerate()
@@ -116,7 +119,7 @@ pub fn batch_top_k_gemm(store: &Store, queries: &[f32], k: usize, n_bands: usize
     use faer::{Accum, Mat, MatRef, Par};
     let dim = store.dim();
     let n = store.len();
-    let depth = (k + GEMM_MARGIN).min(n);
+    let depth = k.saturating_add(GEMM_MARGIN).min(n);
     let bands = &store.bands()[..n_bands];
     let blocks: Vec<&[f32]> = queries.chunks(GEMM_QUERIES * dim).collect();
     blocks

@@ -503,7 +503,7 @@ impl Index {
         params: &SearchParams,
         filter: &Filter,
     ) -> Result<Vec<Hit>, SearchError> {
-        let mut out = Vec::with_capacity(k);
+        let mut out = Vec::with_capacity(k.min(self.len()));
         SCRATCH
             .with(|s| self.search_with(&mut s.borrow_mut(), query, k, params, filter, &mut out))?;
         Ok(out)

@@ -138,6 +138,14 @@ pub enum SearchError {
     /// The plan does not fit the index.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// Ground truth given for another number of queries (tuning).
+    #[error("{truth} ground-truth lists for {queries} queries: give one list per query")]
+    TruthCount {
+        /// Queries given.
+        queries: usize,
+        /// Ground-truth lists given.
+        truth: usize,
+    },
 }
 
 /// Work counters of the last search, for benchmarks.
@@ -452,7 +460,11 @@ fn run_stages(
     let store = parts.store;
     let stages = plan.stages();
     let first = stages[0];
-    let keep0 = first.keep.resolve(k);
+    // No stage keeps more than the index holds: a keep or `k` of billions (an API call or a
+    // plan string) costs what the catalogue costs, never an allocation of its own size.
+    let n = store.len();
+    let k = k.min(n);
+    let keep0 = first.keep.resolve(k).min(n);
     let (mode, eligible_count) = scratch.prepare_filter(store, filter);
     let needed = keep0.min(eligible_count);
     if needed == 0 {
@@ -492,7 +504,6 @@ fn run_stages(
         }
     };
     let coarse_width = first.width as u64;
-    let n = store.len();
     let use_allow_scan =
         mode == FilterMode::Allow && eligible_count <= keep0.max(n / ALLOW_SCAN_FRACTION);
     let ef = ef.unwrap_or(keep0).max(keep0);
@@ -596,7 +607,7 @@ fn run_stages(
             (Space::Native, Space::Learned) => unreachable!("plan checked against the index"),
         }
         scratch.stats.reranked += pool.len();
-        truncate_best(pool, stage.keep.resolve(k));
+        truncate_best(pool, stage.keep.resolve(k).min(n));
     }
     pool.sort_unstable_by(|a, b| b.cmp(a));
     pool.truncate(k);

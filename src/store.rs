@@ -148,11 +148,23 @@ impl Store {
         let widths: &[u32] = cast_section(&bytes, &container, wr, "widths")?;
         let widths: Vec<usize> = widths.iter().map(|&w| w as usize).collect();
         validate_widths(&widths, dim).map_err(corrupt)?;
+        // Section sizes are products of header fields: checked, so that a crafted header
+        // cannot wrap one into a small size that the section table then matches.
+        let size = |items: u64, per_item: u64, what: &str| {
+            items
+                .checked_mul(per_item)
+                .and_then(|x| x.checked_mul(4))
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "{what}: {items} items × {per_item} values overflows a file size"
+                    ))
+                })
+        };
         let mut bands = Vec::with_capacity(n_bands);
         let mut start = 0;
         for (b, &end) in widths.iter().enumerate() {
             let stride = band_stride(end - start);
-            let expected = (n as u64) * (stride as u64) * 4;
+            let expected = size(n as u64, stride as u64, &format!("band {b}"))?;
             let r =
                 container.section_exact(section::BAND, b as u32, &format!("band {b}"), expected)?;
             bands.push(Band {
@@ -167,10 +179,15 @@ impl Store {
             section::BAND_NORMS,
             0,
             "band norms",
-            (n * n_bands * 4) as u64,
+            size(n as u64, n_bands as u64, "band norms")?,
         )?;
-        let ir = container.section_exact(section::IDS, 0, "ids", (n * 8) as u64)?;
-        let xr = container.section_exact(section::ID_INDEX, 0, "id index", (n * 16) as u64)?;
+        let ir = container.section_exact(section::IDS, 0, "ids", size(n as u64, 2, "ids")?)?;
+        let xr = container.section_exact(
+            section::ID_INDEX,
+            0,
+            "id index",
+            size(n as u64, 4, "id index")?,
+        )?;
         let ids_are_rows = match meta.ids_are_rows {
             0 => false,
             1 => true,
@@ -343,10 +360,11 @@ impl Store {
             return (id < self.n as u64).then_some(id as u32);
         }
         let index = self.id_index();
-        index
-            .binary_search_by_key(&id, |e| e.id)
-            .ok()
-            .map(|i| index[i].row as u32)
+        // The id table is not checked at open (verify does): a row past the end, from a
+        // corrupt file, is treated as an id the store does not hold.
+        let i = index.binary_search_by_key(&id, |e| e.id).ok()?;
+        let row = index[i].row;
+        (row < self.n as u64).then_some(row as u32)
     }
 
     /// Reads item `row`'s full vector into `out` (length `dim`).

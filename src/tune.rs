@@ -272,6 +272,12 @@ pub fn tune(
             t.truncate(k);
         }
     }
+    if truth.len() != queries.len() / dim {
+        return Err(SearchError::TruthCount {
+            queries: queries.len() / dim,
+            truth: truth.len(),
+        });
+    }
     let truth_rows: Vec<Vec<u32>> = truth
         .iter()
         .map(|t| {
@@ -697,6 +703,12 @@ pub fn frontier(
         return Err(SearchError::DimensionMismatch {
             expected: dim,
             got: queries.len() % dim,
+        });
+    }
+    if truth.len() != queries.len() / dim {
+        return Err(SearchError::TruthCount {
+            queries: queries.len() / dim,
+            truth: truth.len(),
         });
     }
     let truth_rows: Vec<Vec<u32>> = truth

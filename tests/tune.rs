@@ -187,3 +187,27 @@ fn a_rebuild_drops_a_stale_first_format_default_plan() {
     let index = Index::open(&dir).unwrap();
     assert_eq!(index.default_plan().coarse_width(), 32);
 }
+
+#[test]
+fn tune_and_frontier_refuse_k_zero_with_an_error() {
+    // Was: the public tune::tune panicked on k = 0 (only the command line checked).
+    let b = common::build(
+        500,
+        20,
+        64,
+        23,
+        IndexBuilder::new().threads(1).target_recall(None),
+    );
+    let err = tune(&b.index, &b.queries, &TuneOptions::new(0, 0.9)).unwrap_err();
+    assert!(matches!(err, mrl_index::SearchError::ZeroK), "{err}");
+    let truth: Vec<Vec<u64>> = vec![Vec::new(); 20];
+    let err = mrl_index::tune::frontier(&b.index, &b.queries, &truth, 0, &[0.9]).unwrap_err();
+    assert!(matches!(err, mrl_index::SearchError::ZeroK), "{err}");
+    // Fewer truth lists than queries: an error, not an index out of bounds.
+    let err = mrl_index::tune::frontier(&b.index, &b.queries, &truth[..3], 10, &[0.9]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("3 ground-truth lists for 20 queries"),
+        "{err}"
+    );
+}

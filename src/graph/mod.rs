@@ -134,11 +134,24 @@ impl CoarseGraph {
                 meta.entry_point
             )));
         }
+        // Sizes are products of header fields: computed with checked arithmetic, so that a
+        // crafted header cannot wrap them into a small (even zero) size that the section
+        // table then matches.
+        let size = |count: u64, slots: u32, what: &str| {
+            count
+                .checked_mul(u64::from(slots))
+                .and_then(|x| x.checked_mul(4))
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "{what}: {count} nodes × {slots} slots overflows a file size"
+                    ))
+                })
+        };
         let l0 = container.section_exact(
             section::LAYER0_LINKS,
             0,
             "layer 0 links",
-            n as u64 * meta.m0 as u64 * 4,
+            size(n as u64, meta.m0, "layer 0 links")?,
         )?;
         cast_section::<u32>(&bytes, &container, l0, "layer 0 links")?;
         let mut upper = Vec::with_capacity(meta.n_layers as usize - 1);
@@ -158,7 +171,7 @@ impl CoarseGraph {
                 section::LAYER_LINKS,
                 l,
                 &lname,
-                count as u64 * meta.m as u64 * 4,
+                size(count as u64, meta.m, &lname)?,
             )?;
             cast_section::<u32>(&bytes, &container, lr, &lname)?;
             upper.push(UpperLayer {

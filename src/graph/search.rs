@@ -143,6 +143,12 @@ pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
 ) {
     let ef = ef.max(1);
     scratch.begin(graph.len());
+    // Every neighbour id is compared with the node count rather than with the padding
+    // value: padding (`NO_NEIGHBOUR`, above any count) and an out-of-range id of a corrupt
+    // file both end the list, for the same one comparison. The entry point was checked at
+    // open. So no file content can make the walk index out of bounds.
+    let n = graph.len() as u32;
+    const _: () = assert!(NO_NEIGHBOUR == u32::MAX, "the padding must compare above any id");
     let mut cur = graph.meta().entry_point;
     let mut cur_score = scorer.score(cur);
     scratch.scored += 1;
@@ -151,7 +157,7 @@ pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
             let mut changed = false;
             if let Some(list) = graph.neighbours(layer, cur) {
                 for &nb in list {
-                    if nb == NO_NEIGHBOUR {
+                    if nb >= n {
                         break;
                     }
                     let s = scorer.score(nb);
@@ -191,7 +197,7 @@ pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
         }
         scratch.fresh.clear();
         for &nb in graph.layer0_neighbours(c.row) {
-            if nb == NO_NEIGHBOUR {
+            if nb >= n {
                 break;
             }
             if scratch.visit(nb) {

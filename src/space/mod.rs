@@ -249,7 +249,10 @@ impl LearnedSpace {
             .map(|&w| w as usize)
             .collect();
         crate::store::validate_widths(&widths, d).map_err(|e| corrupt(format!("code {e}")))?;
-        let map_len = (d as u64) * (dim as u64) * 4;
+        let map_len = (d as u64)
+            .checked_mul(dim as u64)
+            .and_then(|x| x.checked_mul(4))
+            .ok_or_else(|| corrupt(format!("a {d} × {dim} map overflows a file size")))?;
         let qr = container.section_exact(section::QUERY_MAP, 0, "query map", map_len)?;
         let ir = container.section_exact(section::ITEM_MAP, 0, "item map", map_len)?;
         let sr = container.section_exact(section::SPECTRUM, 0, "spectrum", 4 * d as u64)?;
