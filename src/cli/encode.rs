@@ -339,28 +339,9 @@ impl Metrics {
     }
 }
 
-/// Reads P5-format sequences: `user item item ...` per line.
+/// Reads P5-format sequences: `user item item ...` per line (`ingest::read_sequences`).
 pub fn read_sequences(path: &Path) -> Result<Vec<Vec<u64>>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (line_no, line) in text.lines().enumerate() {
-        let mut fields = line.split_whitespace();
-        if fields.next().is_none() {
-            continue;
-        }
-        let items = fields
-            .map(|f| f.parse::<u64>())
-            .collect::<Result<Vec<u64>, _>>()
-            .map_err(|e| Error::BadFile {
-                path: path.to_path_buf(),
-                reason: format!("line {}: {e}", line_no + 1),
-            })?;
-        out.push(items);
-    }
-    Ok(out)
+    Ok(ingest::read_sequences(path)?)
 }
 
 /// Leave-one-out results of one evaluation.

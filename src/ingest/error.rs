@@ -179,4 +179,14 @@ pub enum IngestError {
         /// The buffer's length.
         got: usize,
     },
+    /// A sequences file (`user item item ...` per line) that does not parse.
+    #[error("{}: line {line}: {reason}", path.display())]
+    BadSequences {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
 }

@@ -13,6 +13,7 @@
 //!   [`read_id_matrix`] a 2-d one (ground-truth neighbour lists);
 //! * `write`: [`write_npy_f32`], [`write_npy_u64`], [`write_npy_u64_matrix`] and
 //!   [`write_fvecs`] write files atomically (through [`crate::atomic::AtomicFile`]);
+//! * `sequences`: [`read_sequences`] reads user histories (`user item item ...` per line);
 //! * `npy` and `fvecs`: the two file formats' headers (the crate's one `.npy` codec).
 
 mod error;
@@ -20,11 +21,13 @@ mod fvecs;
 mod ids;
 mod mapped;
 mod npy;
+mod sequences;
 mod source;
 mod write;
 
 pub use error::IngestError;
 pub use ids::{read_id_matrix, read_ids, IdMatrix};
 pub use mapped::{open_vectors, read_matrix_f32};
+pub use sequences::{parse_sequences, read_sequences, MAX_LINE_BYTES};
 pub use source::{MatrixSource, VectorSource};
 pub use write::{write_fvecs, write_npy_f32, write_npy_u64, write_npy_u64_matrix};

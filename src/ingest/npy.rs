@@ -292,7 +292,11 @@ struct Spanned<'a> {
 /// Parses the header dict: `{ 'key': value, ... }` with optional trailing comma, any
 /// whitespace, and trailing padding after the closing brace.
 fn parse_dict(text: &str) -> Result<Vec<(String, Spanned<'_>)>, String> {
-    let mut p = Parser { text, pos: 0 };
+    let mut p = Parser {
+        text,
+        pos: 0,
+        depth: 0,
+    };
     p.skip_ws();
     p.expect(b'{')?;
     let mut entries: Vec<(String, Spanned<'_>)> = Vec::new();
@@ -337,10 +341,17 @@ fn parse_dict(text: &str) -> Result<Vec<(String, Spanned<'_>)>, String> {
     Ok(entries)
 }
 
+/// How deeply tuples and lists may nest in a header. numpy's own headers nest at most a few
+/// levels (structured dtypes); the limit keeps a crafted header of millions of `(` from
+/// exhausting the stack of the recursive parser.
+const MAX_NESTING: usize = 32;
+
 /// A cursor over the header text.
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    /// Tuples and lists open at the cursor.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -443,6 +454,19 @@ impl Parser<'_> {
     }
 
     fn sequence(&mut self) -> Result<Value, String> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "tuples or lists nested deeper than {MAX_NESTING} levels at offset {} of the header dict",
+                self.pos
+            ));
+        }
+        self.depth += 1;
+        let value = self.sequence_items();
+        self.depth -= 1;
+        value
+    }
+
+    fn sequence_items(&mut self) -> Result<Value, String> {
         let close = if self.eat(b'(') {
             b')'
         } else {
@@ -634,6 +658,17 @@ mod tests {
             let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}}{text}");
             let _ = parse(&file_with_header(3, &dict));
         }
+    }
+
+    #[test]
+    fn deeply_nested_header_is_an_error_not_a_stack_overflow() {
+        // Two million '(' overflowed the stack of the recursive parser (a signal, exit 134).
+        let dict = format!("{{'descr': {}", "(".repeat(2_000_000));
+        let err = parse(&file_with_header(2, &dict)).unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 32"), "{err}");
+        // numpy's own nesting (a structured dtype) still parses.
+        let ok = "{'descr': [('a', '<f4', (2, 3))], 'fortran_order': False, 'shape': (4,), }";
+        assert!(parse(&file_with_header(1, ok)).is_ok());
     }
 
     #[test]
