@@ -954,3 +954,42 @@ proptest! {
         let _ = mrl_index::ingest::read_id_matrix(&path);
     }
 }
+
+#[test]
+fn huge_shapes_are_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    // No rows, a dimension of 2^40: the file is valid in size (no data) but a reader would
+    // size its row buffer by the dimension.
+    let p = put(
+        dir.path(),
+        "wide.npy",
+        &npy_simple("<f4", false, "(0, 1099511627776)", &[]),
+    );
+    let err = open_err(&p);
+    assert!(matches!(err, IngestError::BadShape { .. }), "{err}");
+    assert!(err.to_string().contains("16,777,216"), "{err}");
+    // Shapes whose product overflows, or claims far more data than the file holds.
+    let p = put(
+        dir.path(),
+        "overflow.npy",
+        &npy_simple("<f4", false, "(18446744073709551615, 2)", &[]),
+    );
+    assert!(
+        open_err(&p).to_string().contains("too large"),
+        "{}",
+        open_err(&p)
+    );
+    let p = put(
+        dir.path(),
+        "claims.npy",
+        &npy_simple("<f4", false, "(1000000000000, 4)", &[0; 16]),
+    );
+    assert!(matches!(open_err(&p), IngestError::Truncated { .. }));
+    let p = put(
+        dir.path(),
+        "ids.npy",
+        &npy_simple("<u8", false, "(1000000000000,)", &[0; 8]),
+    );
+    let err = mrl_index::ingest::read_ids(&p, 1_000_000_000_000).unwrap_err();
+    assert!(matches!(err, IngestError::Truncated { .. }), "{err}");
+}

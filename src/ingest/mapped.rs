@@ -243,12 +243,14 @@ fn open_npy_vectors(path: &Path, map: Bytes) -> Result<MappedSource, IngestError
         });
     }
     let (rows, dim) = match header.shape[..] {
-        [rows, dim] if dim > 0 => (rows, dim),
+        // An empty file may claim any dimension: bound it, so that no reader sizes a buffer
+        // by a dimension of trillions.
+        [rows, dim] if dim > 0 && dim <= MAX_DIM => (rows, dim),
         _ => {
             return Err(IngestError::BadShape {
                 path: path.to_path_buf(),
                 shape: header.shape.clone(),
-                expected: "a 2-d array (rows, dim) with dim >= 1",
+                expected: "a 2-d array (rows, dim) with 1 <= dim <= 16,777,216",
             })
         }
     };
@@ -271,6 +273,9 @@ fn open_npy_vectors(path: &Path, map: Bytes) -> Result<MappedSource, IngestError
         dim_prefix: false,
     })
 }
+
+/// The largest vector dimension a file may declare (2²⁴).
+pub const MAX_DIM: usize = 1 << 24;
 
 /// Loads a whole `.npy` or `.fvecs` vector file into memory as `f32` (for query files).
 ///

@@ -27,7 +27,7 @@ mod write;
 
 pub use error::IngestError;
 pub use ids::{read_id_matrix, read_ids, IdMatrix};
-pub use mapped::{open_vectors, read_matrix_f32};
+pub use mapped::{open_vectors, read_matrix_f32, MAX_DIM};
 pub use sequences::{parse_sequences, read_sequences, MAX_LINE_BYTES};
 pub use source::{MatrixSource, VectorSource};
 pub use write::{write_fvecs, write_npy_f32, write_npy_u64, write_npy_u64_matrix};
