@@ -11,8 +11,18 @@ pub struct ThreadPoolError {
     pub reason: String,
 }
 
-/// A rayon pool of `threads` threads (0: one per core).
+/// The most threads a pool may have: a flag of millions would otherwise spawn them all
+/// (each with its stack) before failing.
+pub const MAX_THREADS: usize = 4096;
+
+/// A rayon pool of `threads` threads (0: one per core; at most [`MAX_THREADS`]).
 pub fn pool(threads: usize) -> Result<rayon::ThreadPool, ThreadPoolError> {
+    if threads > MAX_THREADS {
+        return Err(ThreadPoolError {
+            threads,
+            reason: format!("at most {MAX_THREADS} threads are supported"),
+        });
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -41,5 +51,11 @@ mod tests {
             with_threads(0, rayon::current_num_threads).unwrap(),
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
+    }
+
+    #[test]
+    fn a_huge_thread_count_is_an_error_before_any_thread_starts() {
+        let err = with_threads(usize::MAX, || ()).unwrap_err().to_string();
+        assert!(err.contains("at most 4096 threads"), "{err}");
     }
 }
