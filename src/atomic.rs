@@ -22,7 +22,8 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Creates `.<name>.tmp-<pid>-<nonce>` beside `final_path`.
+    /// Creates `.<name>.tmp-<pid>-<count>-<nonce>` beside `final_path` (a name
+    /// [`is_temp_name`] recognises).
     pub fn create(final_path: &Path) -> io::Result<AtomicFile> {
         let dir = parent_dir(final_path);
         let name = final_path
@@ -109,6 +110,26 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Whether `name` is the name of a temporary file [`AtomicFile::create`] makes:
+/// `.<name>.tmp-<pid>-<count>-<nonce>` (decimal process id and count, hexadecimal nonce).
+/// In an index directory held by the writer lock, every such file is a leftover of a writer
+/// that crashed ([`crate::lock::WriterLock::remove_leftovers`]).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some((base, tail)) = name.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let mut parts = tail.split('-');
+    let digits = |s: Option<&str>, radix: u32| {
+        s.is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_digit(radix)))
+    };
+    base.len() > 1
+        && base.starts_with('.')
+        && digits(parts.next(), 10)
+        && digits(parts.next(), 10)
+        && digits(parts.next(), 16)
+        && parts.next().is_none()
+}
+
 /// Writes `data` to `path` atomically.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;
@@ -169,6 +190,35 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("blocked")]);
+    }
+
+    #[test]
+    fn temporary_names_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = AtomicFile::create(&dir.path().join("MANIFEST")).unwrap();
+        let name = f.tmp_path.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(is_temp_name(&name), "{name}");
+        drop(f);
+        for yes in [
+            ".MANIFEST.tmp-1-0-0",
+            ".store-00000000000000ff.mrl.tmp-4242-17-0badf00d",
+        ] {
+            assert!(is_temp_name(yes), "{yes}");
+        }
+        for no in [
+            "MANIFEST",
+            "LOCK",
+            "store-00000000000000ff.mrl",
+            "MANIFEST.tmp-1-0-0",
+            "..tmp-1-0-0",
+            ".MANIFEST.tmp-1-0",
+            ".MANIFEST.tmp-1-0-0-0",
+            ".MANIFEST.tmp-x-0-0",
+            ".MANIFEST.tmp-1-0-zz",
+            ".MANIFEST.tmp-",
+        ] {
+            assert!(!is_temp_name(no), "{no}");
+        }
     }
 
     #[test]

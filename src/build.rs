@@ -12,13 +12,21 @@
 //! Data files get fresh names; `MANIFEST` is replaced atomically last, and files of older
 //! generations are removed after it. A build that fails at any point removes what it wrote
 //! and leaves the previous index, if any, as it was.
+//!
+//! A build holds the directory's writer lock ([`crate::lock::WriterLock`]) from before it
+//! looks at the directory until the manifest is published and stale files are removed: a
+//! second build (or `tune --write`) into the same directory fails at once with
+//! [`BuildError::Lock`] instead of deleting the first one's files. Holding it, the build
+//! removes what crashed writers left: temporary files at the start, data files of other
+//! generations at the end.
 
-use crate::atomic::{sync_dir, AtomicFile};
+use crate::atomic::AtomicFile;
 use crate::default_plan::DefaultPlan;
 use crate::graph::build::{
     build_graph, write_graph, BuildInfo, CoarseMetric, GraphBuilder, GraphParams, MAX_M,
 };
 use crate::ingest::{IngestError, VectorSource};
+use crate::lock::{LockError, WriterLock};
 use crate::manifest::{self, Manifest, ManifestMeta, SpaceRef};
 use crate::progress::Progress;
 use crate::space::choose::{coverage, Coverage};
@@ -110,6 +118,9 @@ pub enum BuildError {
         /// The directory.
         path: PathBuf,
     },
+    /// Another writer holds the output directory, or its writer lock cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Reading the input failed.
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -509,12 +520,21 @@ impl IndexBuilder {
         if let Some(ids) = ids {
             check_ids(ids, n)?;
         }
-        let created_dir = prepare_dir(out_dir, self.overwrite)?;
-        let pool = crate::threads::pool(self.threads)?;
+        let created_dir = ensure_dir(out_dir)?;
+        // Locked before the directory is inspected: a second writer fails here, at once.
+        let lock = WriterLock::acquire(out_dir).inspect_err(|_| {
+            if created_dir {
+                // Only succeeds if still empty.
+                let _ = fs::remove_dir(out_dir);
+            }
+        })?;
         let mut cleanup = Cleanup {
             files: Vec::new(),
             dir: created_dir.then(|| out_dir.to_path_buf()),
+            lock,
         };
+        check_dir(out_dir, self.overwrite)?;
+        let pool = crate::threads::pool(self.threads)?;
         let report = pool
             .install(|| self.build_into(source, ids, &widths, out_dir, progress, &mut cleanup))?;
         cleanup.disarm();
@@ -533,6 +553,8 @@ impl IndexBuilder {
         let n = source.len();
         let dim = source.dim();
         let t0 = Instant::now();
+        // No other writer exists: temporary files are a crashed one's leftovers.
+        cleanup.lock.remove_leftovers(None);
         let norms = scan_source(source, widths, progress)?;
         let generation = new_generation(out_dir);
         let io_err = |path: &Path| {
@@ -753,7 +775,7 @@ impl IndexBuilder {
             .map_err(io_err(&mpath))?;
         // Published. From here on, failures only leave stale files behind.
         cleanup.files.clear();
-        remove_stale(out_dir, &manifest.meta);
+        remove_stale(out_dir, &cleanup.lock, &manifest.meta);
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Ok(BuildReport {
             n_items: n,
@@ -893,10 +915,13 @@ fn native_prefix(source: &dyn VectorSource, coarse_dim: usize) -> Result<Vec<f32
     Ok(coarse)
 }
 
-/// Removes files written by a build that did not publish.
+/// Removes files written by a build that did not publish, and the directory if the build
+/// created it; then releases the writer lock.
 struct Cleanup {
     files: Vec<PathBuf>,
     dir: Option<PathBuf>,
+    /// Released after `drop` has removed everything (fields drop after `Drop::drop`).
+    lock: WriterLock,
 }
 
 impl Cleanup {
@@ -912,6 +937,8 @@ impl Drop for Cleanup {
             let _ = fs::remove_file(f);
         }
         if let Some(d) = &self.dir {
+            // The lock file goes with the directory this build created, while still locked.
+            self.lock.remove_lock_file();
             // Only succeeds if empty: never removes anything but what this build created.
             let _ = fs::remove_dir(d);
         }
@@ -938,37 +965,52 @@ fn check_ids(ids: &[u64], n: usize) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Creates `dir` if needed; refuses a directory holding an index (unless `overwrite`) or
-/// other files. Returns whether it created the directory.
-fn prepare_dir(dir: &Path, overwrite: bool) -> Result<bool, BuildError> {
-    let io_err = |source| BuildError::Io {
+/// Creates `dir` if needed (so that it can be locked). Returns whether it created it.
+fn ensure_dir(dir: &Path) -> Result<bool, BuildError> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(BuildError::NotAnIndexDir {
+                path: dir.to_path_buf(),
+            });
+        }
+        return Ok(false);
+    }
+    fs::create_dir_all(dir).map_err(|source| BuildError::Io {
         path: dir.to_path_buf(),
         source,
-    };
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io_err)?;
-        return Ok(true);
-    }
-    if !dir.is_dir() {
-        return Err(BuildError::NotAnIndexDir {
-            path: dir.to_path_buf(),
-        });
-    }
+    })?;
+    Ok(true)
+}
+
+/// With the writer lock held: refuses a directory holding an index (unless `overwrite`) or
+/// other files. The lock file and temporary files of crashed writers do not count.
+fn check_dir(dir: &Path, overwrite: bool) -> Result<(), BuildError> {
     if manifest::manifest_path(dir).exists() {
         if !overwrite {
             return Err(BuildError::IndexExists {
                 path: dir.to_path_buf(),
             });
         }
-        return Ok(false);
+        return Ok(());
     }
-    let mut entries = fs::read_dir(dir).map_err(io_err)?;
-    if entries.next().is_some() {
-        return Err(BuildError::NotAnIndexDir {
+    let entries = fs::read_dir(dir).map_err(|source| BuildError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in entries {
+        let e = e.map_err(|source| BuildError::Io {
             path: dir.to_path_buf(),
-        });
+            source,
+        })?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !crate::lock::is_lock_file(&name) && !crate::atomic::is_temp_name(&name) {
+            return Err(BuildError::NotAnIndexDir {
+                path: dir.to_path_buf(),
+            });
+        }
     }
-    Ok(false)
+    Ok(())
 }
 
 /// A generation number not used by any file in `dir`.
@@ -999,20 +1041,11 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
     Ok(header.header_crc32)
 }
 
-/// Removes data files of other generations, a first-format `DEFAULT_PLAN` (the new manifest
-/// carries the plans) and leftover temporary files (best effort).
-fn remove_stale(dir: &Path, meta: &ManifestMeta) {
+/// Removes a first-format `DEFAULT_PLAN` (the new manifest carries the plans) and, under the
+/// writer lock, data files of other generations and leftover temporary files (best effort).
+fn remove_stale(dir: &Path, lock: &WriterLock, meta: &ManifestMeta) {
     let _ = fs::remove_file(dir.join(crate::default_plan::DEFAULT_PLAN_FILE));
-    let keep = [meta.store_file(), meta.graph_file(), meta.space_file()];
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if manifest::is_data_file(&name) && !keep.contains(&name) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-    let _ = sync_dir(dir);
+    lock.remove_leftovers(Some(meta));
 }
 
 const SCAN_CHUNK: usize = 4096;

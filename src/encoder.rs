@@ -5,10 +5,18 @@
 //! history ids ──► rows gathered from the store ──► QueryEncoder ──► query [D] ──► Index::search
 //! ```
 //!
-//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH` if set,
-//! else from the `onnxruntime` wheel in the project's `.venv` (made by `tools/setup.sh`), found
-//! from the working directory or the executable upwards, else from the `onnxruntime` package
-//! of `python3`. A missing runtime is an [`EncoderError::RuntimeNotFound`], never a panic.
+//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`) from exactly two places, in
+//! order ([`find_runtime`]):
+//!
+//! 1. `ORT_DYLIB_PATH`, if set (the library file itself);
+//! 2. the `onnxruntime` wheel in `.venv` or `tools/peers/.venv` of the checkout this crate was
+//!    built from (`CARGO_MANIFEST_DIR`; made by `tools/install-runtime.sh` or
+//!    `tools/setup.sh`).
+//!
+//! Nothing else: not the working directory or its ancestors, not the executable's
+//! directories, not the system's `python3`. A shared library is code run inside the process,
+//! so it is only taken from where the user put it on purpose. A missing runtime is an
+//! [`EncoderError::RuntimeNotFound`] listing where it looked, never a panic.
 //!
 //! Both encoders are `Send + Sync`; `ort`'s `Session::run` needs `&mut`, so each encoder holds
 //! its session behind a mutex (one inference at a time per encoder; ONNX Runtime parallelises
@@ -27,9 +35,9 @@ pub const MAX_HISTORY: usize = 50;
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     /// No ONNX Runtime library was found.
-    #[error("ONNX Runtime library not found (looked in: {searched}); run tools/setup.sh to install the onnxruntime wheel into .venv, or set ORT_DYLIB_PATH to libonnxruntime.so")]
+    #[error("ONNX Runtime library not found (looked in: {searched}); set ORT_DYLIB_PATH to libonnxruntime.so, or run tools/install-runtime.sh in the checkout to install the onnxruntime wheel into its .venv")]
     RuntimeNotFound {
-        /// Where it was looked for.
+        /// Where it was looked for, in order.
         searched: String,
     },
     /// The library was found but could not be loaded.
@@ -84,18 +92,22 @@ pub enum EncoderError {
 
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, EncoderError>> = OnceLock::new();
 
-fn site_packages_candidates(root: &Path) -> Vec<PathBuf> {
+/// The virtual environments of `root` that may hold the `onnxruntime` wheel.
+fn venvs(root: &Path) -> [PathBuf; 2] {
+    [root.join(".venv"), root.join("tools/peers/.venv")]
+}
+
+/// The `onnxruntime/capi` directories of the Python versions installed in `venv`.
+fn capi_dirs(venv: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for venv in [root.join(".venv"), root.join("tools/peers/.venv")] {
-        let lib = venv.join("lib");
-        if let Ok(entries) = std::fs::read_dir(&lib) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with("python3") {
-                    out.push(e.path().join("site-packages/onnxruntime/capi"));
-                }
+    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("python3") {
+                out.push(e.path().join("site-packages/onnxruntime/capi"));
             }
         }
     }
+    out.sort();
     out
 }
 
@@ -115,10 +127,29 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
     libs.pop()
 }
 
-/// Finds the ONNX Runtime shared library (see the module documentation for the order).
+/// The checkouts whose virtual environments [`find_runtime`] searches: only the one this
+/// crate was built from (`CARGO_MANIFEST_DIR`), never the working directory or the
+/// executable's directories.
+pub fn runtime_roots() -> Vec<PathBuf> {
+    vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
+}
+
+/// Finds the ONNX Runtime shared library: `ORT_DYLIB_PATH` if set, else the `onnxruntime`
+/// wheel in the virtual environments of [`runtime_roots`] (see the module documentation).
 pub fn find_runtime() -> Result<PathBuf, EncoderError> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        let p = PathBuf::from(p);
+    find_runtime_in(
+        std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        &runtime_roots(),
+    )
+}
+
+/// [`find_runtime`] with the environment override and the roots given: the override if
+/// given (which must be a file), else the first library in `roots`' virtual environments.
+fn find_runtime_in(
+    env_override: Option<PathBuf>,
+    roots: &[PathBuf],
+) -> Result<PathBuf, EncoderError> {
+    if let Some(p) = env_override {
         return if p.is_file() {
             Ok(p)
         } else {
@@ -127,32 +158,17 @@ pub fn find_runtime() -> Result<PathBuf, EncoderError> {
             })
         };
     }
-    let mut searched = Vec::new();
-    for root in &checkout_roots() {
-        for dir in site_packages_candidates(root) {
-            if let Some(lib) = library_in(&dir) {
-                return Ok(lib);
+    let mut searched = vec!["ORT_DYLIB_PATH (not set)".to_string()];
+    for root in roots {
+        for venv in venvs(root) {
+            for dir in capi_dirs(&venv) {
+                if let Some(lib) = library_in(&dir) {
+                    return Ok(lib);
+                }
             }
-        }
-        searched.push(format!("{}/.venv", root.display()));
-    }
-    // Last resort: the onnxruntime package of the system's python3.
-    if let Ok(out) = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))",
-        ])
-        .output()
-    {
-        if out.status.success() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if let Some(lib) = library_in(&dir) {
-                return Ok(lib);
-            }
+            searched.push(venv.display().to_string());
         }
     }
-    searched.dedup();
-    searched.push("python3's onnxruntime package".into());
     Err(EncoderError::RuntimeNotFound {
         searched: searched.join(", "),
     })
@@ -421,16 +437,73 @@ pub fn gather_history(index: &Index, history: &[u64]) -> Result<Vec<f32>, Encode
     Ok(rows)
 }
 
-/// Directories that may hold this checkout: the working directory and its ancestors, the
-/// executable's ancestors, and the source tree the crate was built from.
-pub fn checkout_roots() -> Vec<PathBuf> {
-    let mut roots = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plants `libonnxruntime.so.1.0.0` in `root/.venv` as the wheel would put it.
+    fn plant(root: &Path) -> PathBuf {
+        let capi = root.join(".venv/lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        let lib = capi.join("libonnxruntime.so.1.0.0");
+        std::fs::write(&lib, b"not a library").unwrap();
+        lib
     }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+
+    #[test]
+    fn only_the_built_checkout_is_searched() {
+        // Not the working directory, its ancestors or the executable's: those are where a
+        // library could be planted.
+        assert_eq!(
+            runtime_roots(),
+            vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))]
+        );
     }
-    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    roots
+
+    #[test]
+    fn a_library_in_an_ancestors_venv_is_not_picked_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let planted = plant(tmp.path());
+        let below = tmp.path().join("work/checkout");
+        std::fs::create_dir_all(&below).unwrap();
+        // Searching the checkout below finds nothing, and says exactly where it looked.
+        let err = find_runtime_in(None, std::slice::from_ref(&below)).unwrap_err();
+        let EncoderError::RuntimeNotFound { searched } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            searched,
+            &format!(
+                "ORT_DYLIB_PATH (not set), {}, {}",
+                below.join(".venv").display(),
+                below.join("tools/peers/.venv").display()
+            )
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("set ORT_DYLIB_PATH") && msg.contains("tools/install-runtime.sh"),
+            "{msg}"
+        );
+        // The root that holds it, named explicitly, does find it.
+        assert_eq!(
+            find_runtime_in(None, &[tmp.path().to_path_buf()]).unwrap(),
+            planted
+        );
+    }
+
+    #[test]
+    fn ort_dylib_path_wins_and_must_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        plant(tmp.path());
+        let other = tmp.path().join("libonnxruntime.so");
+        std::fs::write(&other, b"x").unwrap();
+        let roots = [tmp.path().to_path_buf()];
+        assert_eq!(find_runtime_in(Some(other.clone()), &roots).unwrap(), other);
+        let missing = tmp.path().join("missing.so");
+        let err = find_runtime_in(Some(missing), &roots).unwrap_err();
+        assert!(
+            err.to_string().contains("missing.so (no such file)"),
+            "{err}"
+        );
+    }
 }

@@ -41,6 +41,10 @@ pub enum IndexError {
     /// A file is malformed or corrupt.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Another writer holds the index directory, or its writer lock cannot be taken
+    /// (retuning with [`Index::publish_default_plan`]).
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// The files of the index disagree with each other.
     #[error("{dir}: inconsistent index: {what}")]
     Inconsistent {
@@ -85,6 +89,26 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
+/// Reads and decodes the `MANIFEST` of the index directory `dir`.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, IndexError> {
+    if !dir.is_dir() {
+        return Err(IndexError::NotFound {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mpath = manifest::manifest_path(dir);
+    let mbytes = match std::fs::read(&mpath) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(IndexError::NotAnIndex {
+                path: dir.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(read_err(&mpath)(e)),
+    };
+    Ok(manifest::decode(&mbytes, &mpath.display().to_string())?)
+}
+
 fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
     move |source| IndexError::Io {
         path: path.to_path_buf(),
@@ -112,22 +136,37 @@ impl Index {
     }
 
     /// [`Index::open`] with options.
+    ///
+    /// A rebuild may publish a new generation and remove the old one's files between
+    /// reading `MANIFEST` and mapping the files it names. If a data file is missing, the
+    /// manifest is read again and, if it names another generation, that one is opened
+    /// (once); otherwise the error stands.
     pub fn open_with(dir: impl AsRef<Path>, options: OpenOptions) -> Result<Index, IndexError> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(IndexError::NotFound {
-                path: dir.to_path_buf(),
-            });
+        let manifest = read_manifest(dir)?;
+        Index::open_from(dir, manifest, options)
+    }
+
+    /// Opens the generation `manifest` (read from `dir` by [`read_manifest`]) names, retrying
+    /// once from a newly read manifest if its files are gone and the generation changed.
+    pub(crate) fn open_from(
+        dir: &Path,
+        manifest: Manifest,
+        options: OpenOptions,
+    ) -> Result<Index, IndexError> {
+        let generation = manifest.meta.generation;
+        match Index::assemble(dir, manifest, options, true) {
+            Err(IndexError::Io { path, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let again = read_manifest(dir)?;
+                if again.meta.generation == generation {
+                    return Err(IndexError::Io { path, source });
+                }
+                Index::assemble(dir, again, options, true)
+            }
+            opened => opened,
         }
-        let mpath = manifest::manifest_path(dir);
-        if !mpath.exists() {
-            return Err(IndexError::NotAnIndex {
-                path: dir.to_path_buf(),
-            });
-        }
-        let mbytes = std::fs::read(&mpath).map_err(read_err(&mpath))?;
-        let manifest = manifest::decode(&mbytes, &mpath.display().to_string())?;
-        Index::assemble(dir, manifest, options, true)
     }
 
     /// Opens the data files `manifest` names in `dir` (the manifest itself may not be
@@ -313,11 +352,15 @@ impl Index {
     }
 
     /// Writes `plan` into the index's `MANIFEST` (a new manifest naming the same data files,
-    /// replaced atomically), so that it becomes the index's default. Fails if the directory no
-    /// longer holds the generation this index was opened on.
+    /// replaced atomically), so that it becomes the index's default. Takes the directory's
+    /// writer lock ([`crate::lock::WriterLock`]) for the duration: fails at once with
+    /// [`IndexError::Lock`] while a build or another retune runs, and, holding it, removes
+    /// what crashed writers left (temporary files, data files of other generations). Fails
+    /// if the directory no longer holds the generation this index was opened on.
     pub fn publish_default_plan(&self, plan: &DefaultPlan) -> Result<(), IndexError> {
         let index = self;
         let dir = index.dir();
+        let lock = crate::lock::WriterLock::acquire(dir)?;
         let mpath = manifest::manifest_path(dir);
         let io = |source| IndexError::Io {
             path: mpath.clone(),
@@ -346,6 +389,7 @@ impl Index {
                 source,
             })?;
         }
+        lock.remove_leftovers(Some(&current.meta));
         Ok(())
     }
 
@@ -634,5 +678,67 @@ impl Index {
             return Ok(exact::top_k(&self.store, &padded, k, n_bands, filter));
         }
         Ok(exact::top_k(&self.store, query, k, n_bands, filter))
+    }
+}
+
+#[cfg(all(test, feature = "build"))]
+mod tests {
+    use super::*;
+    use crate::build::SpaceChoice;
+    use crate::ingest::MatrixSource;
+    use crate::progress::NoProgress;
+    use crate::synth::MatryoshkaLike;
+    use crate::IndexBuilder;
+
+    const DIM: usize = 32;
+
+    /// Builds (or rebuilds) `n` items into `dir`, untuned.
+    fn build(dir: &Path, n: usize, seed: u64) {
+        let items = MatrixSource::new(MatryoshkaLike::with_dim(DIM, seed).items(n), DIM).unwrap();
+        IndexBuilder::new()
+            .coarse_dim(8)
+            .widths(vec![8, 16, 32])
+            .space(SpaceChoice::Native)
+            .target_recall(None)
+            .threads(1)
+            .overwrite(true)
+            .build(&items, None, dir, &NoProgress)
+            .unwrap();
+    }
+
+    /// A reader reads MANIFEST, then a rebuild publishes a new generation and removes the
+    /// old one's files before the reader maps them: the reader reads MANIFEST again and
+    /// opens the new generation. The steps run in this order, deterministically.
+    #[test]
+    fn open_retries_once_when_a_rebuild_removed_what_it_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        build(&dir, 200, 1);
+        let old = read_manifest(&dir).unwrap();
+        build(&dir, 300, 2);
+        assert!(!dir.join(old.meta.store_file()).exists());
+        let index = Index::open_from(&dir, old.clone(), OpenOptions::default()).unwrap();
+        assert_eq!(index.len(), 300);
+        assert_ne!(index.manifest().generation, old.meta.generation);
+        index.verify().unwrap();
+    }
+
+    /// A data file missing from the generation MANIFEST still names is an error naming it,
+    /// not a loop.
+    #[test]
+    fn a_missing_file_of_the_current_generation_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        build(&dir, 200, 1);
+        let m = read_manifest(&dir).unwrap();
+        let gpath = dir.join(m.meta.graph_file());
+        std::fs::remove_file(&gpath).unwrap();
+        match Index::open(&dir) {
+            Err(IndexError::Io { path, source }) => {
+                assert_eq!(path, gpath);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -51,7 +51,8 @@
 //! whose currency is a [`candidate::Candidate`]; [`rowset`] the visited and filter sets;
 //! [`default_plan`] the tuned plan an index carries; [`index`] ties them into [`Index`];
 //! [`format`](mod@format) is the container shared by all files (spec in
-//! `index-formats/v2.md`), written through [`atomic`] and read through [`bytes`]; [`exact`]
+//! `index-formats/v2.md`), written through [`atomic`] and read through [`bytes`]; [`lock`] lets
+//! one writer at a time change an index directory; [`exact`]
 //! is brute force for ground truth; [`threads`] makes rayon pools. Feature `build`: `build`
 //! (`IndexBuilder`), `tune` (chooses default plans), `synth` (Matryoshka-like test data).
 //! Feature `encoder`: `encoder` (the ONNX encoders). Feature `bench`: `bench`.
@@ -73,6 +74,7 @@ pub mod format;
 pub mod graph;
 pub mod index;
 pub mod ingest;
+pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod progress;

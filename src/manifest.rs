@@ -171,8 +171,28 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
 }
 
 /// Whether `name` is a data file of some generation (`store-*.mrl`, `graph-*.mrl` or
-/// `space-*.mrl`).
+/// `space-*.mrl`). Never `MANIFEST`, the writers' `LOCK` ([`crate::lock::LOCK_FILE`]) or a
+/// temporary file (which starts with a dot).
 pub fn is_data_file(name: &str) -> bool {
     (name.starts_with("store-") || name.starts_with("graph-") || name.starts_with("space-"))
         && name.ends_with(".mrl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_manifest_and_temporary_files_are_not_data() {
+        assert!(is_data_file(&store_file_name(1)));
+        assert!(is_data_file(&space_file_name(u64::MAX)));
+        for name in [
+            MANIFEST_FILE,
+            crate::lock::LOCK_FILE,
+            ".store-0000000000000001.mrl.tmp-7-0-0badf00d",
+            "store-0000000000000001.mrl.tmp-7-0-0",
+        ] {
+            assert!(!is_data_file(name), "{name}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod common;
 use mrl_index::build::SpaceChoice;
 use mrl_index::format::FormatError;
 use mrl_index::ingest::{write_npy_f32, MatrixSource};
+use mrl_index::lock::{LockError, WriterLock, LOCK_FILE};
 use mrl_index::progress::NoProgress;
 use mrl_index::synth::MatryoshkaLike;
 use mrl_index::{
@@ -486,8 +487,8 @@ fn existing_index_is_refused_and_survives_a_failed_rebuild() {
     assert_eq!(index.widths(), vec![8, 32]);
     assert_eq!(
         fs::read_dir(&fx.index).unwrap().count(),
-        3,
-        "MANIFEST + one store + one graph"
+        4,
+        "MANIFEST + one store + one graph + LOCK"
     );
     // A directory with other files is never written into.
     let other = fx.dir.path().join("other");
@@ -571,4 +572,127 @@ fn ids_files_are_checked() {
         .unwrap();
     assert!(hits2.iter().all(|h| h.id != top));
     assert_eq!(hits2[0].id, hits[1].id);
+}
+
+fn names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A second writer (build, forced or not, or retune) into a directory another writer holds
+/// is refused at once, naming the lock file and the holder, and deletes nothing; readers
+/// are not blocked. (The test process plays the first writer by holding the lock.)
+#[test]
+fn a_second_writer_is_refused_and_deletes_nothing() {
+    let fx = fixture();
+    let before = names(&fx.index);
+    assert!(before.contains(&LOCK_FILE.into()), "{before:?}");
+    let held = WriterLock::acquire(&fx.index).unwrap();
+    let src = MatrixSource::new(rows(300), DIM).unwrap();
+    let err = small_builder()
+        .overwrite(true)
+        .build(&src, None, &fx.index, &NoProgress)
+        .unwrap_err();
+    match &err {
+        BuildError::Lock(LockError::Held { path, pid }) => {
+            assert_eq!(path, &fx.index.join(LOCK_FILE));
+            assert_eq!(*pid, Some(std::process::id()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let pid = format!("pid {}", std::process::id());
+    let msg = cli_fails(&[
+        "build",
+        "--input",
+        p(&fx.items),
+        "--out",
+        p(&fx.index),
+        "--coarse-dim",
+        "8",
+        "--force",
+    ]);
+    assert!(
+        msg.contains("another writer holds the lock on")
+            && msg.contains(&format!("{}", fx.index.join(LOCK_FILE).display()))
+            && msg.contains(&pid),
+        "{msg}"
+    );
+    // Readers never take the lock.
+    let index = Index::open(&fx.index).unwrap();
+    let plan = index.tuned().unwrap().clone();
+    assert!(matches!(
+        index.publish_default_plan(&plan),
+        Err(IndexError::Lock(LockError::Held { .. }))
+    ));
+    assert_eq!(names(&fx.index), before, "nothing may be deleted or added");
+    index.verify().unwrap();
+    // Released: the next writer proceeds.
+    drop(held);
+    index.publish_default_plan(&plan).unwrap();
+    small_builder()
+        .overwrite(true)
+        .build(&src, None, &fx.index, &NoProgress)
+        .unwrap();
+    assert_eq!(Index::open(&fx.index).unwrap().len(), 300);
+
+    // A new directory another writer holds: refused too, and left to that writer.
+    let fresh = fx.dir.path().join("fresh");
+    fs::create_dir(&fresh).unwrap();
+    let held = WriterLock::acquire(&fresh).unwrap();
+    assert!(matches!(
+        small_builder().build(&src, None, &fresh, &NoProgress),
+        Err(BuildError::Lock(LockError::Held { .. }))
+    ));
+    assert_eq!(names(&fresh), vec![std::ffi::OsString::from(LOCK_FILE)]);
+    drop(held);
+    // The lock file alone does not make a directory "not an index directory".
+    small_builder()
+        .build(&src, None, &fresh, &NoProgress)
+        .unwrap();
+    Index::open(&fresh).unwrap().verify().unwrap();
+}
+
+/// A build that fails in a directory it created removes it, lock file included.
+#[test]
+fn a_failed_build_removes_the_directory_it_created_with_its_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new");
+    let mut data = rows(100);
+    data[50 * DIM] = f32::NAN;
+    let src = MatrixSource::new(data, DIM).unwrap();
+    assert!(matches!(
+        small_builder().build(&src, None, &out, &NoProgress),
+        Err(BuildError::NonFinite { .. })
+    ));
+    assert!(!out.exists());
+}
+
+/// Leftovers of a crashed writer (a temporary file, data files of an unpublished
+/// generation) are removed by the next build; files that are not the index's stay.
+#[test]
+fn a_rebuild_removes_a_crashed_writers_leftovers() {
+    let fx = fixture();
+    let temp = ".store-00000000000000aa.mrl.tmp-999999-3-0badf00d";
+    let stale = ["store-00000000000000aa.mrl", "graph-00000000000000aa.mrl"];
+    for name in stale.iter().chain([&temp]) {
+        fs::write(fx.index.join(name), b"left by a crashed build").unwrap();
+    }
+    small_builder()
+        .overwrite(true)
+        .build(
+            &MatrixSource::new(rows(500), DIM).unwrap(),
+            None,
+            &fx.index,
+            &NoProgress,
+        )
+        .unwrap();
+    for name in stale.iter().chain([&temp]) {
+        assert!(!fx.index.join(name).exists(), "{name} must be removed");
+    }
+    assert_eq!(names(&fx.index).len(), 4, "{:?}", names(&fx.index));
+    Index::open(&fx.index).unwrap().verify().unwrap();
 }

@@ -211,3 +211,34 @@ fn tune_and_frontier_refuse_k_zero_with_an_error() {
         "{err}"
     );
 }
+
+/// Publishing a plan (what `tune --write` does) takes the writer lock and removes what a
+/// crashed writer left: a temporary file and the data files of an unpublished generation.
+#[test]
+fn publishing_a_plan_removes_a_crashed_writers_leftovers() {
+    let b = common::build(
+        800,
+        1,
+        128,
+        14,
+        IndexBuilder::new()
+            .threads(1)
+            .space(SpaceChoice::Native)
+            .target_recall(None),
+    );
+    let dir = b.dir.path().join("idx");
+    let temp = ".MANIFEST.tmp-999999-0-0badf00d";
+    let stale = ["store-00000000000000aa.mrl", "graph-00000000000000aa.mrl"];
+    for name in stale.iter().chain([&temp]) {
+        std::fs::write(dir.join(name), b"left by a crashed writer").unwrap();
+    }
+    let plan = mrl_index::default_plan::DefaultPlan::new(b.index.default_plan().clone(), None);
+    b.index.publish_default_plan(&plan).unwrap();
+    for name in stale.iter().chain([&temp]) {
+        assert!(!dir.join(name).exists(), "{name} must be removed");
+    }
+    let index = Index::open(&dir).unwrap();
+    index.verify().unwrap();
+    assert_eq!(index.default_plan(), b.index.default_plan());
+    assert!(dir.join(mrl_index::lock::LOCK_FILE).is_file());
+}

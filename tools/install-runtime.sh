@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs only the ONNX Runtime that mrl-index's encoders load at run time (the PyPI
 # `onnxruntime` wheel, which carries libonnxruntime.so) into .venv at the repository root.
-# mrl-index finds it there by itself; or point ORT_DYLIB_PATH at the library.
+# mrl-index built from this checkout finds it there by itself (it looks nowhere else but
+# ORT_DYLIB_PATH); or point ORT_DYLIB_PATH at the library.
 # tools/setup.sh installs the whole model tooling (training, export), this included.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -66,13 +66,29 @@ pub fn run(a: DemoArgs) -> Result<(), Error> {
     }
 }
 
-/// The directory `rel` under this checkout: searched from the working directory and the
-/// executable upwards, then at the source tree the binary was built from.
+/// The data directory `rel` (a dataset, a model) under this checkout: searched from the
+/// working directory and the executable upwards, then at the source tree the binary was
+/// built from. Only for data: code (the ONNX Runtime library) is never searched for this
+/// way (see `mrl_index::encoder::find_runtime`).
 fn find_in_checkout(rel: &str) -> Option<PathBuf> {
-    mrl_index::encoder::checkout_roots()
+    checkout_roots()
         .into_iter()
         .map(|r| r.join(rel))
         .find(|p| p.exists())
+}
+
+/// Directories that may hold this checkout: the working directory and its ancestors, the
+/// executable's ancestors, and the source tree the crate was built from.
+fn checkout_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    roots
 }
 
 /// The real demo: the text-only fMRLRec Beauty model from `datasets/beauty`.

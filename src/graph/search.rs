@@ -148,7 +148,10 @@ pub fn search_graph<S: CoarseScorer, F: Fn(u32) -> bool>(
     // file both end the list, for the same one comparison. The entry point was checked at
     // open. So no file content can make the walk index out of bounds.
     let n = graph.len() as u32;
-    const _: () = assert!(NO_NEIGHBOUR == u32::MAX, "the padding must compare above any id");
+    const _: () = assert!(
+        NO_NEIGHBOUR == u32::MAX,
+        "the padding must compare above any id"
+    );
     let mut cur = graph.meta().entry_point;
     let mut cur_score = scorer.score(cur);
     scratch.scored += 1;
