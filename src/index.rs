@@ -97,7 +97,7 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, IndexError> {
         });
     }
     let mpath = manifest::manifest_path(dir);
-    let mbytes = match std::fs::read(&mpath) {
+    let mbytes = match manifest::read_bytes(&mpath) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(IndexError::NotAnIndex {
@@ -366,7 +366,7 @@ impl Index {
             path: mpath.clone(),
             source,
         };
-        let bytes = std::fs::read(&mpath).map_err(io)?;
+        let bytes = manifest::read_bytes(&mpath).map_err(io)?;
         let mut current = manifest::decode(&bytes, &mpath.display().to_string())?;
         if current.meta != *index.manifest() {
             return Err(IndexError::Inconsistent {

@@ -170,6 +170,27 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
     dir.join(MANIFEST_FILE)
 }
 
+/// The largest `MANIFEST` read (16 MiB; a real one is a few KiB of plans): a huge or
+/// endless file is refused instead of read into memory whole.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Reads the `MANIFEST` at `path`, refusing one longer than [`MAX_MANIFEST_BYTES`] (an
+/// [`std::io::ErrorKind::InvalidData`] error saying so).
+pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_MANIFEST_BYTES} bytes: not a MANIFEST"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Whether `name` is a data file of some generation (`store-*.mrl`, `graph-*.mrl` or
 /// `space-*.mrl`). Never `MANIFEST`, the writers' `LOCK` ([`crate::lock::LOCK_FILE`]) or a
 /// temporary file (which starts with a dot).

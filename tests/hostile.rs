@@ -269,3 +269,21 @@ fn k_zero_and_huge_k_ef_keep_are_answered_without_panic_or_huge_allocation() {
     let gemm_free = exact::top_k(index.store(), &q, usize::MAX, 1, &Filter::NONE);
     assert_eq!(gemm_free.len(), n);
 }
+
+#[test]
+fn a_huge_manifest_is_refused_without_being_read_whole() {
+    let (_tmp, dir) = golden_copy();
+    let mpath = dir.join("MANIFEST");
+    // A sparse file of 64 GiB: reading it whole would exhaust memory.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&mpath)
+        .unwrap();
+    f.set_len(64 << 30).unwrap();
+    drop(f);
+    let err = Index::open(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("MANIFEST") && err.contains("longer than 16777216 bytes"),
+        "{err}"
+    );
+}
