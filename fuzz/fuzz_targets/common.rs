@@ -15,6 +15,18 @@ pub fn scratch_dir() -> &'static Path {
         } else {
             std::env::temp_dir()
         };
+        // libFuzzer ends the process with exit(), so no destructor removes the directory:
+        // each run sweeps those of processes that are gone.
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("mrl-fuzz-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         let dir = base.join(format!("mrl-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the fuzz scratch directory");
