@@ -1004,7 +1004,13 @@ fn check_dir(dir: &Path, overwrite: bool) -> Result<(), BuildError> {
         })?;
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if !crate::lock::is_lock_file(&name) && !crate::atomic::is_temp_name(&name) {
+        // The lock, temporary files and data files of an unpublished generation (a first
+        // build that crashed before its MANIFEST) are a writer's; anything else is the
+        // user's, and the directory is refused.
+        if !crate::lock::is_lock_file(&name)
+            && !crate::atomic::is_temp_name(&name)
+            && manifest::generation_of(&name).is_none()
+        {
             return Err(BuildError::NotAnIndexDir {
                 path: dir.to_path_buf(),
             });

@@ -199,9 +199,38 @@ pub fn is_data_file(name: &str) -> bool {
         && name.ends_with(".mrl")
 }
 
+/// The generation of a data file name written by a build (`store-`, `graph-` or `space-`,
+/// 16 lowercase hex digits, `.mrl`), or `None` for any other name.
+pub fn generation_of(name: &str) -> Option<u64> {
+    let rest = ["store-", "graph-", "space-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    let hex = rest.strip_suffix(".mrl")?;
+    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if hex.len() != 16 || !hex.chars().all(lower_hex) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_of_reads_only_build_names() {
+        assert_eq!(generation_of(&store_file_name(0xab)), Some(0xab));
+        assert_eq!(generation_of(&space_file_name(u64::MAX)), Some(u64::MAX));
+        for name in [
+            "store-ab.mrl",
+            "store-00000000000000AB.mrl",
+            "graph-00000000000000ab.mrl.bak",
+            "notes-00000000000000ab.mrl",
+            "store-+000000000000000.mrl",
+        ] {
+            assert_eq!(generation_of(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn lock_manifest_and_temporary_files_are_not_data() {

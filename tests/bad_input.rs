@@ -696,3 +696,40 @@ fn a_rebuild_removes_a_crashed_writers_leftovers() {
     assert_eq!(names(&fx.index).len(), 4, "{:?}", names(&fx.index));
     Index::open(&fx.index).unwrap().verify().unwrap();
 }
+
+#[test]
+fn a_first_build_that_crashed_before_publishing_does_not_block_the_next() {
+    // It left data files of its generation and a temporary file, but no MANIFEST: nothing
+    // was published, so the next build (without --force) takes the directory and removes
+    // them. A file of the user's still makes the directory refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    fs::create_dir(&dir).unwrap();
+    let left = [
+        "store-00000000000000aa.mrl",
+        "graph-00000000000000aa.mrl",
+        ".MANIFEST.tmp-999999-0-0badf00d",
+    ];
+    for name in left {
+        fs::write(dir.join(name), b"left by a crashed first build").unwrap();
+    }
+    let source = MatrixSource::new(rows(500), DIM).unwrap();
+    small_builder()
+        .build(&source, None, &dir, &NoProgress)
+        .unwrap();
+    for name in left {
+        assert!(!dir.join(name).exists(), "{name} must be removed");
+    }
+    Index::open(&dir).unwrap().verify().unwrap();
+
+    let other = tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("store-00000000000000aa.mrl"), b"x").unwrap();
+    fs::write(other.join("notes.txt"), b"the user's").unwrap();
+    let err = small_builder()
+        .build(&source, None, &other, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an mrl-index directory"), "{err}");
+    assert!(other.join("notes.txt").exists() && other.join("store-00000000000000aa.mrl").exists());
+}
