@@ -1,0 +1,444 @@
+//! `mrl_index`: the Python face of mrl-index. numpy arrays in, numpy arrays out; the GIL is
+//! released for every build and search; errors are Python exceptions carrying the Rust
+//! message (`ValueError` for bad input, `FileNotFoundError`, `FileExistsError`, `OSError`,
+//! and `mrl_index.IndexCorrupt` for checksum or structure failures).
+
+use mrl_index::build::SampleQueries;
+use mrl_index::ingest::{IngestError, VectorSource};
+use mrl_index::progress::NoProgress;
+use mrl_index::{BuildError, Filter, Hit, Index, IndexBuilder, IndexError, SearchError};
+use mrl_index::{SearchParams, SearchPlan};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyFileExistsError, PyFileNotFoundError, PyOSError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use rayon::prelude::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+create_exception!(
+    mrl_index,
+    IndexCorrupt,
+    PyException,
+    "An index file failed a checksum or structure check (the message names the file)."
+);
+
+fn index_err(e: IndexError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        IndexError::NotFound { .. } | IndexError::NotAnIndex { .. } => {
+            PyFileNotFoundError::new_err(msg)
+        }
+        IndexError::Format(_) | IndexError::Inconsistent { .. } => IndexCorrupt::new_err(msg),
+        _ => PyOSError::new_err(msg),
+    }
+}
+
+fn search_err(e: SearchError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn build_err(e: BuildError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        BuildError::IndexExists { .. } | BuildError::NotAnIndexDir { .. } => {
+            PyFileExistsError::new_err(msg)
+        }
+        BuildError::Io { .. } | BuildError::Lock(_) => PyOSError::new_err(msg),
+        BuildError::Ingest(IngestError::Io { .. }) => PyOSError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+/// A numpy array (or anything `numpy.asarray` takes) as a C-contiguous float32 matrix: a
+/// float32 C-contiguous array is used as it is (no copy), other real dtypes are converted,
+/// a 1-d array is one row. Booleans, complex numbers, strings and objects are refused.
+fn as_matrix<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    what: &str,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let np = py.import("numpy")?;
+    let arr = np.call_method1("asarray", (x,))?;
+    let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
+    let ok = if dtype == "float32" {
+        matches!(kind.as_str(), "f" | "i" | "u")
+    } else {
+        matches!(kind.as_str(), "i" | "u")
+    };
+    if !ok {
+        let found: String = arr.getattr("dtype")?.str()?.extract()?;
+        return Err(PyTypeError::new_err(format!(
+            "{what}: dtype {found} is not accepted; give {}",
+            if dtype == "float32" {
+                "real numbers (float32 is read without a copy)"
+            } else {
+                "integer ids"
+            }
+        )));
+    }
+    let ndim: usize = arr.getattr("ndim")?.extract()?;
+    let arr = match ndim {
+        1 => arr.call_method1("reshape", ((1i64, -1i64),))?,
+        2 => arr,
+        n => {
+            return Err(PyValueError::new_err(format!(
+                "{what}: a {n}-d array; give one vector (1-d) or one per row (2-d)"
+            )))
+        }
+    };
+    if kind == "i" {
+        let negative = np.call_method1("less", (&arr, 0))?;
+        if np.call_method1("any", (negative,))?.extract::<bool>()? {
+            return Err(PyValueError::new_err(format!(
+                "{what}: ids must be non-negative"
+            )));
+        }
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("dtype", dtype)?;
+    np.call_method("ascontiguousarray", (arr,), Some(&kwargs))
+}
+
+/// Ids given as a list or array applied to every query, as `None`.
+fn id_list(py: Python<'_>, x: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Vec<u64>>> {
+    let Some(x) = x else { return Ok(None) };
+    if x.is_none() {
+        return Ok(None);
+    }
+    let arr = as_matrix(py, x, what, "uint64")?;
+    let m: PyReadonlyArray2<u64> = arr.extract()?;
+    Ok(Some(m.as_slice()?.to_vec()))
+}
+
+/// A row-major float32 matrix borrowed from numpy, as the builder's input.
+struct Rows<'a> {
+    data: &'a [f32],
+    dim: usize,
+}
+
+impl VectorSource for Rows<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn read_row(&self, row: usize, out: &mut [f32]) -> Result<(), IngestError> {
+        let start = row * self.dim;
+        match self.data.get(start..start + self.dim) {
+            Some(r) if out.len() == self.dim => {
+                out.copy_from_slice(r);
+                Ok(())
+            }
+            Some(_) => Err(IngestError::BufferLenMismatch {
+                origin: self.origin(),
+                expected: self.dim,
+                got: out.len(),
+            }),
+            None => Err(IngestError::RowOutOfRange {
+                origin: self.origin(),
+                row,
+                len: self.len(),
+            }),
+        }
+    }
+    fn origin(&self) -> String {
+        "numpy array".into()
+    }
+}
+
+/// The answer of a search: ids (`uint64 [n, k]`) and scores (`float32 [n, k]`).
+type Answers<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
+
+/// Hits of many queries as `(ids uint64 [n, k], scores float32 [n, k])`; a query with fewer
+/// than `k` hits (filters) is padded with id 2⁶⁴−1 and score −inf.
+fn to_arrays<'py>(py: Python<'py>, hits: &[Vec<Hit>], k: usize) -> Answers<'py> {
+    let n = hits.len();
+    let mut ids = Array2::<u64>::from_elem((n, k), u64::MAX);
+    let mut scores = Array2::<f32>::from_elem((n, k), f32::NEG_INFINITY);
+    for (i, h) in hits.iter().enumerate() {
+        for (j, hit) in h.iter().take(k).enumerate() {
+            ids[[i, j]] = hit.id;
+            scores[[i, j]] = hit.score;
+        }
+    }
+    (ids.into_pyarray(py), scores.into_pyarray(py))
+}
+
+fn run_on<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    match threads {
+        None => Ok(f()),
+        Some(t) => {
+            mrl_index::threads::with_threads(t, f).map_err(|e| PyValueError::new_err(e.to_string()))
+        }
+    }
+}
+
+/// An mrl-index index directory, opened (memory-mapped).
+#[pyclass(module = "mrl_index._mrl_index", name = "Index", frozen)]
+struct PyIndex {
+    inner: Arc<Index>,
+    path: PathBuf,
+}
+
+#[pymethods]
+impl PyIndex {
+    /// Opens the index in `path` (cheap: maps the files and checks their structure).
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyIndex> {
+        let p = path.clone();
+        let index = py.detach(move || Index::open(&p)).map_err(index_err)?;
+        Ok(PyIndex {
+            inner: Arc::new(index),
+            path,
+        })
+    }
+
+    /// Builds an index of `vectors` (n × dim, real numbers) into `path` and opens it.
+    #[staticmethod]
+    #[pyo3(signature = (path, vectors, ids=None, *, widths=None, coarse_dim=64, m=16,
+        ef_construction=200, seed=42, threads=None, sample_queries=None, force=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        py: Python<'_>,
+        path: PathBuf,
+        vectors: &Bound<'_, PyAny>,
+        ids: Option<&Bound<'_, PyAny>>,
+        widths: Option<Vec<usize>>,
+        coarse_dim: usize,
+        m: usize,
+        ef_construction: usize,
+        seed: u64,
+        threads: Option<usize>,
+        sample_queries: Option<&Bound<'_, PyAny>>,
+        force: bool,
+    ) -> PyResult<PyIndex> {
+        let arr = as_matrix(py, vectors, "vectors", "float32")?;
+        let rows: PyReadonlyArray2<f32> = arr.extract()?;
+        let dim = rows.shape()[1];
+        if dim == 0 {
+            return Err(PyValueError::new_err("vectors: 0 columns"));
+        }
+        let ids = id_list(py, ids, "ids")?;
+        let mut builder = IndexBuilder::new()
+            .coarse_dim(coarse_dim)
+            .m(m)
+            .ef_construction(ef_construction)
+            .seed(seed)
+            .overwrite(force)
+            .threads(threads.unwrap_or(0));
+        if let Some(w) = widths {
+            builder = builder.widths(w);
+        }
+        if let Some(q) = sample_queries {
+            let q = as_matrix(py, q, "sample_queries", "float32")?;
+            let q: PyReadonlyArray2<f32> = q.extract()?;
+            builder = builder.sample_queries(SampleQueries::new(
+                q.as_slice()?.to_vec(),
+                q.shape()[1],
+                "sample_queries (numpy)",
+            ));
+        }
+        let data = rows.as_slice()?;
+        let p = path.clone();
+        let index = py.detach(|| -> Result<Index, PyErr> {
+            let source = Rows { data, dim };
+            builder
+                .build(&source, ids.as_deref(), &p, &NoProgress)
+                .map_err(build_err)?;
+            Index::open(&p).map_err(index_err)
+        })?;
+        Ok(PyIndex {
+            inner: Arc::new(index),
+            path,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// The full dimension of the vectors.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    /// The nested widths (Matryoshka prefixes) the store is cut into.
+    #[getter]
+    fn widths(&self) -> Vec<usize> {
+        self.inner.widths()
+    }
+
+    /// The index directory.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// What the index holds and how it searches by default, as a dict.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let i = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("path", self.path.clone())?;
+        d.set_item("items", i.len())?;
+        d.set_item("dim", i.dim())?;
+        d.set_item("widths", i.widths())?;
+        d.set_item("coarse_dim", i.coarse_dim())?;
+        d.set_item(
+            "coarse_space",
+            if i.space().is_some() {
+                "learned"
+            } else {
+                "native"
+            },
+        )?;
+        d.set_item("default_plan", i.default_plan().to_string())?;
+        d.set_item("default_ef", i.default_ef())?;
+        d.set_item("generation", i.manifest().generation)?;
+        d.set_item("tuned", i.tuned().is_some())?;
+        Ok(d)
+    }
+
+    /// The `k` best items of each query: `(ids uint64 [n, k], scores float32 [n, k])`.
+    #[pyo3(signature = (queries, k=10, *, width=None, plan=None, ef=None, exclude=None,
+        allow=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        width: Option<usize>,
+        plan: Option<&str>,
+        ef: Option<usize>,
+        exclude: Option<&Bound<'py, PyAny>>,
+        allow: Option<&Bound<'py, PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<Answers<'py>> {
+        let arr = as_matrix(py, queries, "queries", "float32")?;
+        let q: PyReadonlyArray2<f32> = arr.extract()?;
+        let plan = plan
+            .map(|p| p.parse::<SearchPlan>())
+            .transpose()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let params = SearchParams { plan, ef, width };
+        let exclude = id_list(py, exclude, "exclude")?.unwrap_or_default();
+        let allow = id_list(py, allow, "allow")?;
+        let data = q.as_slice()?;
+        let index = &self.inner;
+        let hits = py.detach(|| {
+            run_on(threads, || {
+                let filter = Filter {
+                    allow: allow.as_deref(),
+                    deny: &exclude,
+                };
+                index.search_batch(data, k, &params, &filter)
+            })
+        })?;
+        let hits = hits.map_err(search_err)?;
+        Ok(to_arrays(py, &hits, k))
+    }
+
+    /// Exact top-`k` by inner product over the first `width` dims (default: all), scanning
+    /// every item: the ground truth.
+    #[pyo3(signature = (queries, k=10, width=None, *, threads=None))]
+    fn exact_search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        width: Option<usize>,
+        threads: Option<usize>,
+    ) -> PyResult<Answers<'py>> {
+        let arr = as_matrix(py, queries, "queries", "float32")?;
+        let q: PyReadonlyArray2<f32> = arr.extract()?;
+        let dim = self.inner.dim();
+        if q.shape()[1] != dim {
+            return Err(search_err(SearchError::DimensionMismatch {
+                expected: dim,
+                got: q.shape()[1],
+            }));
+        }
+        let data = q.as_slice()?;
+        let index = &self.inner;
+        let width = width.unwrap_or(dim);
+        let hits = py.detach(|| {
+            run_on(threads, || {
+                data.par_chunks_exact(dim)
+                    .map(|row| index.exact_search(row, k, width, &Filter::NONE))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })?;
+        let hits = hits.map_err(search_err)?;
+        Ok(to_arrays(py, &hits, k))
+    }
+
+    /// Checks every byte of the index (checksums and invariants); raises `IndexCorrupt`.
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        let index = &self.inner;
+        py.detach(|| index.verify()).map_err(index_err)
+    }
+
+    /// Pickles as its path: unpickling opens the index again.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let open = py.get_type::<PyIndex>().getattr("open")?;
+        let args = PyTuple::new(py, [self.path.clone()])?;
+        PyTuple::new(py, [open, args.into_any()])
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "mrl_index.Index({:?}, items={}, dim={})",
+            self.path.display().to_string(),
+            self.inner.len(),
+            self.inner.dim()
+        )
+    }
+}
+
+/// Mean recall@k: for each row, the share of `truth`'s first `k` ids found among `found`'s
+/// first `k` (k = `found`'s column count; padding ids 2⁶⁴−1 never count).
+#[pyfunction]
+fn recall_at_k(
+    py: Python<'_>,
+    found: &Bound<'_, PyAny>,
+    truth: &Bound<'_, PyAny>,
+) -> PyResult<f64> {
+    let f = as_matrix(py, found, "found", "uint64")?;
+    let t = as_matrix(py, truth, "truth", "uint64")?;
+    let f: PyReadonlyArray2<u64> = f.extract()?;
+    let t: PyReadonlyArray2<u64> = t.extract()?;
+    let (n, k) = (f.shape()[0], f.shape()[1]);
+    if t.shape()[0] != n || t.shape()[1] < k || k == 0 {
+        return Err(PyValueError::new_err(format!(
+            "found is {n} × {k} and truth {} × {}: give one truth row per query with at least k ids, k ≥ 1",
+            t.shape()[0],
+            t.shape()[1]
+        )));
+    }
+    let (f, t) = (f.as_array(), t.as_array());
+    let mut total = 0.0;
+    for i in 0..n {
+        let truth: std::collections::HashSet<u64> = (0..k)
+            .map(|j| t[[i, j]])
+            .filter(|&x| x != u64::MAX)
+            .collect();
+        let hit = (0..k).filter(|&j| truth.contains(&f[[i, j]])).count();
+        total += hit as f64 / k as f64;
+    }
+    Ok(if n == 0 { 0.0 } else { total / n as f64 })
+}
+
+#[pymodule]
+fn _mrl_index(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyIndex>()?;
+    m.add_function(wrap_pyfunction!(recall_at_k, m)?)?;
+    m.add("IndexCorrupt", m.py().get_type::<IndexCorrupt>())?;
+    Ok(())
+}
