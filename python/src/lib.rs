@@ -110,9 +110,74 @@ fn id_list(py: Python<'_>, x: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult
     if x.is_none() {
         return Ok(None);
     }
+    // An empty list is ids, whatever dtype numpy would give it (float64).
+    if x.len().is_ok_and(|n| n == 0) {
+        return Ok(Some(Vec::new()));
+    }
     let arr = as_matrix(py, x, what, "uint64")?;
     let m: PyReadonlyArray2<u64> = arr.extract()?;
     Ok(Some(m.as_slice()?.to_vec()))
+}
+
+/// Ids of a filter: one list for every query, or one list per query.
+enum IdSpec {
+    Shared(Vec<u64>),
+    PerQuery(Vec<Vec<u64>>),
+}
+
+impl IdSpec {
+    fn for_query(&self, i: usize) -> &[u64] {
+        match self {
+            IdSpec::Shared(ids) => ids,
+            IdSpec::PerQuery(lists) => &lists[i],
+        }
+    }
+}
+
+/// A filter's ids: `None`, a 1-d list or array (every query), or a 2-d array or a sequence
+/// of sequences (one per query; there must be as many as queries).
+fn id_spec(
+    py: Python<'_>,
+    x: Option<&Bound<'_, PyAny>>,
+    what: &str,
+    n_queries: usize,
+) -> PyResult<Option<IdSpec>> {
+    let Some(x) = x else { return Ok(None) };
+    if x.is_none() {
+        return Ok(None);
+    }
+    let np = py.import("numpy")?;
+    let per_query = if x.is_instance(&np.getattr("ndarray")?)? {
+        x.getattr("ndim")?.extract::<usize>()? == 2
+    } else if x.is_instance_of::<pyo3::types::PyList>()
+        || x.is_instance_of::<pyo3::types::PyTuple>()
+    {
+        match x.try_iter()?.next() {
+            Some(first) => {
+                let first = first?;
+                !(first.is_instance_of::<pyo3::types::PyInt>()
+                    || first.is_instance(&np.getattr("integer")?)?)
+            }
+            None => false,
+        }
+    } else {
+        false
+    };
+    if !per_query {
+        return Ok(id_list(py, Some(x), what)?.map(IdSpec::Shared));
+    }
+    let mut lists = Vec::new();
+    for (i, row) in x.try_iter()?.enumerate() {
+        let row = row?;
+        lists.push(id_list(py, Some(&row), &format!("{what}[{i}]"))?.unwrap_or_default());
+    }
+    if lists.len() != n_queries {
+        return Err(PyValueError::new_err(format!(
+            "{what}: {} lists for {n_queries} queries; give one list for all queries or one per query",
+            lists.len()
+        )));
+    }
+    Ok(Some(IdSpec::PerQuery(lists)))
 }
 
 /// A row-major float32 matrix borrowed from numpy, as the builder's input.
@@ -328,17 +393,30 @@ impl PyIndex {
             .transpose()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let params = SearchParams { plan, ef, width };
-        let exclude = id_list(py, exclude, "exclude")?.unwrap_or_default();
-        let allow = id_list(py, allow, "allow")?;
+        let n = q.shape()[0];
+        let exclude = id_spec(py, exclude, "exclude", n)?;
+        let allow = id_spec(py, allow, "allow", n)?;
         let data = q.as_slice()?;
+        let dim = q.shape()[1];
         let index = &self.inner;
         let hits = py.detach(|| {
             run_on(threads, || {
-                let filter = Filter {
-                    allow: allow.as_deref(),
-                    deny: &exclude,
-                };
-                index.search_batch(data, k, &params, &filter)
+                if data.len() != n * index.dim() {
+                    return Err(SearchError::DimensionMismatch {
+                        expected: index.dim(),
+                        got: dim,
+                    });
+                }
+                data.par_chunks_exact(dim.max(1))
+                    .enumerate()
+                    .map(|(i, row)| {
+                        let filter = Filter {
+                            allow: allow.as_ref().map(|a| a.for_query(i)),
+                            deny: exclude.as_ref().map_or(&[], |e| e.for_query(i)),
+                        };
+                        index.search_filtered(row, k, &params, &filter)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
         })?;
         let hits = hits.map_err(search_err)?;

@@ -104,6 +104,19 @@ def test_filters(built):
     assert np.isneginf(few_scores[:, 3:]).all()
     with pytest.raises(ValueError, match="non-negative"):
         index.search(q, k=3, exclude=[-1])
+    # one list per query: each query's own history excluded, no other query's
+    per_query = [list(map(int, found[i, :2])) for i in range(4)]
+    each, _ = index.search(q, k=10, exclude=per_query)
+    for i in range(4):
+        assert not set(each[i]) & set(per_query[i])
+        assert (each[i, :8] == found[i, 2:10]).all()
+    each2, _ = index.search(q, k=10, exclude=found[:, :2])  # a 2-d array: per query too
+    assert (each2 == each).all()
+    ragged = [[int(found[0, 0])], [], [int(found[2, 0]), int(found[2, 1])], []]
+    rag, _ = index.search(q, k=10, exclude=ragged)
+    assert (rag[1] == found[1]).all() and rag[0, 0] != found[0, 0]
+    with pytest.raises(ValueError, match="3 lists for 4 queries"):
+        index.search(q, k=3, exclude=per_query[:3])
 
 
 def test_search_releases_the_gil(built):
