@@ -607,7 +607,7 @@ fn run_stages(
             (Space::Native, Space::Learned) => unreachable!("plan checked against the index"),
         }
         scratch.stats.reranked += pool.len();
-        truncate_best(pool, stage.keep.resolve(k).min(n));
+        truncate_best(pool, stage.keep.resolve(k));
     }
     pool.sort_unstable_by(|a, b| b.cmp(a));
     pool.truncate(k);

@@ -272,12 +272,6 @@ pub fn tune(
             t.truncate(k);
         }
     }
-    if truth.len() != queries.len() / dim {
-        return Err(SearchError::TruthCount {
-            queries: queries.len() / dim,
-            truth: truth.len(),
-        });
-    }
     let truth_rows: Vec<Vec<u32>> = truth
         .iter()
         .map(|t| {
