@@ -131,15 +131,13 @@ impl WriterLock {
     /// another generation. Holding the lock means no other writer exists, so none of them
     /// is being written. Best effort: a file that cannot be removed stays behind, harmless.
     pub fn remove_leftovers(&self, current: Option<&ManifestMeta>) {
-        let keep = current.map(|m| [m.store_file(), m.graph_file(), m.space_file()]);
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let stale_data = keep
-                .as_ref()
-                .is_some_and(|keep| manifest::is_data_file(&name) && !keep.contains(&name));
+            let stale_data = current
+                .is_some_and(|m| manifest::generation_of(&name).is_some_and(|g| g != m.generation));
             if is_temp_name(&name) || stale_data {
                 let _ = fs::remove_file(e.path());
             }

@@ -191,12 +191,11 @@ pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Whether `name` is a data file of some generation (`store-*.mrl`, `graph-*.mrl` or
-/// `space-*.mrl`). Never `MANIFEST`, the writers' `LOCK` ([`crate::lock::LOCK_FILE`]) or a
-/// temporary file (which starts with a dot).
+/// Whether `name` is a data file of some generation ([`generation_of`] reads one). Never
+/// `MANIFEST`, the writers' `LOCK` ([`crate::lock::LOCK_FILE`]) or a temporary file (which
+/// starts with a dot).
 pub fn is_data_file(name: &str) -> bool {
-    (name.starts_with("store-") || name.starts_with("graph-") || name.starts_with("space-"))
-        && name.ends_with(".mrl")
+    generation_of(name).is_some()
 }
 
 /// The generation of a data file name written by a build (`store-`, `graph-` or `space-`,
