@@ -113,6 +113,22 @@ fn as_matrix<'py>(
     np.call_method("ascontiguousarray", (arr,), Some(&kwargs))
 }
 
+/// Queries (see [`as_matrix`]) of the index's dimension `dim`, one per row.
+fn query_matrix<'py>(
+    py: Python<'py>,
+    queries: &Bound<'py, PyAny>,
+    dim: usize,
+) -> PyResult<PyReadonlyArray2<'py, f32>> {
+    let q: PyReadonlyArray2<f32> = as_matrix(py, queries, "queries", "float32")?.extract()?;
+    if q.shape()[1] != dim {
+        return Err(search_err(SearchError::DimensionMismatch {
+            expected: dim,
+            got: q.shape()[1],
+        }));
+    }
+    Ok(q)
+}
+
 /// Ids given as a list or array applied to every query, as `None`.
 fn id_list(py: Python<'_>, x: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Vec<u64>>> {
     let Some(x) = x else { return Ok(None) };
@@ -414,8 +430,7 @@ impl PyIndex {
         allow: Option<&Bound<'py, PyAny>>,
         threads: Option<usize>,
     ) -> PyResult<Answers<'py>> {
-        let arr = as_matrix(py, queries, "queries", "float32")?;
-        let q: PyReadonlyArray2<f32> = arr.extract()?;
+        let q = query_matrix(py, queries, self.inner.dim())?;
         let plan = plan
             .map(|p| p.parse::<SearchPlan>())
             .transpose()
@@ -425,17 +440,10 @@ impl PyIndex {
         let exclude = id_spec(py, exclude, "exclude", n)?;
         let allow = id_spec(py, allow, "allow", n)?;
         let data = q.as_slice()?;
-        let dim = q.shape()[1];
         let index = &self.inner;
         let hits = py.detach(|| {
             run_on(threads, || {
-                if data.len() != n * index.dim() {
-                    return Err(SearchError::DimensionMismatch {
-                        expected: index.dim(),
-                        got: dim,
-                    });
-                }
-                data.par_chunks_exact(dim.max(1))
+                data.par_chunks_exact(index.dim())
                     .enumerate()
                     .map(|(i, row)| {
                         let filter = Filter {
@@ -462,15 +470,8 @@ impl PyIndex {
         width: Option<usize>,
         threads: Option<usize>,
     ) -> PyResult<Answers<'py>> {
-        let arr = as_matrix(py, queries, "queries", "float32")?;
-        let q: PyReadonlyArray2<f32> = arr.extract()?;
         let dim = self.inner.dim();
-        if q.shape()[1] != dim {
-            return Err(search_err(SearchError::DimensionMismatch {
-                expected: dim,
-                got: q.shape()[1],
-            }));
-        }
+        let q = query_matrix(py, queries, dim)?;
         let data = q.as_slice()?;
         let index = &self.inner;
         let width = width.unwrap_or(dim);
