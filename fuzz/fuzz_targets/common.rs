@@ -140,3 +140,15 @@ pub fn with_replaced(prefix: &str, data: &[u8]) {
     }
     std::fs::write(&path, original).expect("restore the golden file");
 }
+
+/// Opens the file as vectors and reads every row, then loads it whole.
+pub fn read_vectors(path: &std::path::Path) {
+    if let Ok(source) = mrl_index::ingest::open_vectors(path) {
+        let mut row = vec![0f32; source.dim()];
+        for r in 0..source.len() {
+            let _ = source.read_row(r, &mut row);
+        }
+        let _ = source.read_row(source.len(), &mut row);
+    }
+    let _ = mrl_index::ingest::read_matrix_f32(path);
+}
