@@ -16,13 +16,19 @@
 //! Nothing else: not the working directory or its ancestors, not the executable's
 //! directories, not the system's `python3`. A shared library is code run inside the process,
 //! so it is only taken from where the user put it on purpose. A missing runtime is an
-//! [`EncoderError::RuntimeNotFound`] listing where it looked, never a panic.
+//! [`EncoderError::RuntimeNotFound`] listing where it looked, never a panic. A program that
+//! knows where its runtime is (the Python package finds the `onnxruntime` wheel of its own
+//! environment) calls [`use_runtime`] before opening an encoder.
+//!
+//! ONNX Runtime allows one environment per process: the first load wins, for the life of
+//! the process ([`loaded_runtime`] says which library it was).
 //!
 //! Both encoders are `Send + Sync`; `ort`'s `Session::run` needs `&mut`, so each encoder holds
 //! its session behind a mutex (one inference at a time per encoder; ONNX Runtime parallelises
 //! inside a run).
 
 use crate::index::Index;
+use crate::search::{Filter, Hit, SearchError, SearchParams};
 use ort::session::Session;
 use ort::value::Tensor;
 use std::path::{Path, PathBuf};
@@ -47,6 +53,14 @@ pub enum EncoderError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// [`use_runtime`] asked for a library other than the one this process already loaded.
+    #[error("ONNX Runtime is already loaded from {loaded} in this process; cannot also load {asked} (one runtime per process)")]
+    RuntimeConflict {
+        /// The library in use.
+        loaded: PathBuf,
+        /// The library asked for.
+        asked: PathBuf,
     },
     /// The model file could not be loaded.
     #[error("{path}: cannot load the ONNX model: {reason}")]
@@ -88,9 +102,16 @@ pub enum EncoderError {
     /// Inference failed.
     #[error("ONNX Runtime inference failed: {0}")]
     Run(String),
+    /// The search that follows the encoding (in [`QueryEncoder::recommend`]) failed.
+    #[error(transparent)]
+    Search(#[from] SearchError),
 }
 
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, EncoderError>> = OnceLock::new();
+/// The process's ONNX Runtime environment and the library it was loaded from (or why it
+/// could not be).
+type Runtime = Result<(ort::environment::Environment, PathBuf), EncoderError>;
+
+static ENVIRONMENT: OnceLock<Runtime> = OnceLock::new();
 
 /// The virtual environments of `root` that may hold the `onnxruntime` wheel.
 fn venvs(root: &Path) -> [PathBuf; 2] {
@@ -111,7 +132,9 @@ fn capi_dirs(venv: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn library_in(dir: &Path) -> Option<PathBuf> {
+/// The ONNX Runtime library file in `dir` (an `onnxruntime/capi` directory of the PyPI
+/// wheel), preferring the fully versioned name; `None` if there is none.
+pub fn runtime_library_in(dir: &Path) -> Option<PathBuf> {
     let mut libs: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -162,7 +185,7 @@ fn find_runtime_in(
     for root in roots {
         for venv in venvs(root) {
             for dir in capi_dirs(&venv) {
-                if let Some(lib) = library_in(&dir) {
+                if let Some(lib) = runtime_library_in(&dir) {
                     return Ok(lib);
                 }
             }
@@ -174,28 +197,65 @@ fn find_runtime_in(
     })
 }
 
-fn environment() -> Result<&'static ort::environment::Environment, EncoderError> {
-    let env = ENVIRONMENT.get_or_init(|| {
-        let path = find_runtime()?;
-        let load = std::panic::catch_unwind(|| {
-            ort::init_from(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| b.with_name("mrl-index").build().map_err(|e| e.to_string()))
+/// Loads the ONNX Runtime library at `path`.
+fn load_runtime(path: PathBuf) -> Runtime {
+    if !path.is_file() {
+        return Err(EncoderError::RuntimeNotFound {
+            searched: format!("{} (no such file)", path.display()),
         });
-        match load {
-            Ok(Ok(env)) => Ok(env),
-            Ok(Err(reason)) => Err(EncoderError::RuntimeLoad { path, reason }),
-            Err(_) => Err(EncoderError::RuntimeLoad {
-                path,
-                reason: "ONNX Runtime panicked while loading (wrong or incompatible library?)"
-                    .into(),
-            }),
-        }
-    });
-    match env {
-        Ok(e) => Ok(e),
-        Err(e) => Err(clone_error(e)),
     }
+    let load = std::panic::catch_unwind(|| {
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.with_name("mrl-index").build().map_err(|e| e.to_string()))
+    });
+    match load {
+        Ok(Ok(env)) => Ok((env, path)),
+        Ok(Err(reason)) => Err(EncoderError::RuntimeLoad { path, reason }),
+        Err(_) => Err(EncoderError::RuntimeLoad {
+            path,
+            reason: "ONNX Runtime panicked while loading (wrong or incompatible library?)".into(),
+        }),
+    }
+}
+
+fn loaded(
+    runtime: &'static Runtime,
+) -> Result<&'static (ort::environment::Environment, PathBuf), EncoderError> {
+    runtime.as_ref().map_err(clone_error)
+}
+
+/// Loads ONNX Runtime from the library at `path` for this process, instead of looking for
+/// it with [`find_runtime`]. One environment per process: if a runtime was already loaded,
+/// asking for the same file again is fine, and another file is an
+/// [`EncoderError::RuntimeConflict`]; if loading already failed, that error is returned.
+pub fn use_runtime(path: &Path) -> Result<(), EncoderError> {
+    let (_, used) = loaded(ENVIRONMENT.get_or_init(|| load_runtime(path.to_path_buf())))?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(used, path) {
+        Ok(())
+    } else {
+        Err(EncoderError::RuntimeConflict {
+            loaded: used.clone(),
+            asked: path.to_path_buf(),
+        })
+    }
+}
+
+/// The ONNX Runtime library this process loaded, if one was loaded.
+pub fn loaded_runtime() -> Option<PathBuf> {
+    match ENVIRONMENT.get() {
+        Some(Ok((_, path))) => Some(path.clone()),
+        _ => None,
+    }
+}
+
+fn environment() -> Result<&'static ort::environment::Environment, EncoderError> {
+    let runtime = ENVIRONMENT.get_or_init(|| load_runtime(find_runtime()?));
+    Ok(&loaded(runtime)?.0)
 }
 
 fn clone_error(e: &EncoderError) -> EncoderError {
@@ -206,6 +266,10 @@ fn clone_error(e: &EncoderError) -> EncoderError {
         EncoderError::RuntimeLoad { path, reason } => EncoderError::RuntimeLoad {
             path: path.clone(),
             reason: reason.clone(),
+        },
+        EncoderError::RuntimeConflict { loaded, asked } => EncoderError::RuntimeConflict {
+            loaded: loaded.clone(),
+            asked: asked.clone(),
         },
         other => EncoderError::Run(other.to_string()),
     }
@@ -404,6 +468,15 @@ impl QueryEncoder {
     /// Gathers the item vectors of `history` (external ids, oldest first) from the index's
     /// store and encodes them into one query vector.
     pub fn encode_ids(&self, index: &Index, history: &[u64]) -> Result<Vec<f32>, EncoderError> {
+        self.encode_ids_batch(index, &[history])
+    }
+
+    /// [`encode_ids`](Self::encode_ids) for many users in one inference: `B × D`.
+    pub fn encode_ids_batch(
+        &self,
+        index: &Index,
+        histories: &[&[u64]],
+    ) -> Result<Vec<f32>, EncoderError> {
         if index.dim() != self.dim {
             return Err(EncoderError::DimensionMismatch {
                 what: "index vectors for the query encoder",
@@ -411,8 +484,31 @@ impl QueryEncoder {
                 got: index.dim(),
             });
         }
-        let rows = gather_history(index, history)?;
-        self.encode(&[&rows])
+        let rows = histories
+            .iter()
+            .map(|h| gather_history(index, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        self.encode(&rows)
+    }
+
+    /// A recommendation: encodes `history` (external ids, oldest first) and searches the
+    /// index for the `k` best items, the whole history excluded unless `keep_history`.
+    pub fn recommend(
+        &self,
+        index: &Index,
+        history: &[u64],
+        k: usize,
+        params: &SearchParams,
+        keep_history: bool,
+    ) -> Result<Vec<Hit>, EncoderError> {
+        let query = self.encode_ids(index, history)?;
+        let filter = if keep_history {
+            Filter::NONE
+        } else {
+            Filter::deny(history)
+        };
+        Ok(index.search_filtered(&query, k, params, &filter)?)
     }
 }
 

@@ -10,7 +10,7 @@
 use mrl_index::encoder::{EncoderError, ItemEncoder, QueryEncoder};
 use mrl_index::ingest::{read_matrix_f32, MatrixSource, VectorSource};
 use mrl_index::progress::NoProgress;
-use mrl_index::{Filter, Index, IndexBuilder};
+use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -177,6 +177,38 @@ fn query_encoder_reproduces_reference_queries_and_rankings() {
             assert_eq!(got, want, "user {i}, width {width}");
         }
     }
+    // All users in one inference (histories of different lengths, padded) give the same.
+    let hist_refs: Vec<&[u64]> = hists.iter().map(Vec::as_slice).collect();
+    let batch = enc.encode_ids_batch(&index, &hist_refs).unwrap();
+    assert!(max_abs_diff(&batch, &queries) <= 1e-5);
+    // A recommendation is the search of that query with the history excluded.
+    let params = SearchParams::default();
+    for (i, h) in hists.iter().enumerate() {
+        let q = &queries[i * d..(i + 1) * d];
+        let recommended = enc.recommend(&index, h, 20, &params, false).unwrap();
+        assert!(
+            recommended.iter().all(|hit| !h.contains(&hit.id)),
+            "user {i}"
+        );
+        let searched = index
+            .search_filtered(q, 20, &params, &Filter::deny(h))
+            .unwrap();
+        let ids = |hits: &[mrl_index::Hit]| hits.iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(ids(&recommended), ids(&searched), "user {i}");
+        let kept = enc.recommend(&index, h, 20, &params, true).unwrap();
+        let unfiltered = index
+            .search_filtered(q, 20, &params, &Filter::NONE)
+            .unwrap();
+        assert_eq!(ids(&kept), ids(&unfiltered), "user {i}");
+    }
+    assert!(matches!(
+        enc.recommend(&index, &[1, 999_999], 5, &params, false),
+        Err(EncoderError::UnknownItem { id: 999_999 })
+    ));
+    assert!(matches!(
+        enc.recommend(&index, &[1, 2], 0, &params, false),
+        Err(EncoderError::Search(mrl_index::SearchError::ZeroK))
+    ));
 }
 
 #[test]
@@ -225,6 +257,16 @@ fn wrong_models_and_bad_inputs_are_errors() {
         matches!(err, EncoderError::ModelLoad { .. }) && err.to_string().contains("missing.onnx")
     );
     let enc = QueryEncoder::open(&data("query_encoder.onnx")).unwrap();
+    // One runtime per process: naming the loaded library again is fine, another is refused.
+    let loaded = mrl_index::encoder::loaded_runtime().unwrap();
+    mrl_index::encoder::use_runtime(&loaded).unwrap();
+    let other = Path::new("/nonexistent/libonnxruntime.so");
+    let err = mrl_index::encoder::use_runtime(other).unwrap_err();
+    assert!(
+        matches!(err, EncoderError::RuntimeConflict { .. })
+            && err.to_string().contains("already loaded"),
+        "{err}"
+    );
     assert!(matches!(
         enc.encode(&[&[]]),
         Err(EncoderError::EmptyHistory)

@@ -1,5 +1,5 @@
 //! `mrl_index`: the Python face of mrl-index. numpy arrays in, numpy arrays out; the GIL is
-//! released for every build and search; errors are Python exceptions carrying the Rust
+//! released for every build, search and encoding (the encoders are in [`encoder`]); errors are Python exceptions carrying the Rust
 //! message (`ValueError` for bad input, `FileNotFoundError`, `FileExistsError`, `OSError`,
 //! and `mrl_index.IndexCorrupt` for checksum or structure failures).
 
@@ -9,7 +9,8 @@ use mrl_index::progress::NoProgress;
 use mrl_index::{BuildError, Filter, Hit, Index, IndexBuilder, IndexError, SearchError};
 use mrl_index::{SearchParams, SearchPlan};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::PyUntypedArrayMethods;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileExistsError, PyFileNotFoundError, PyOSError};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -18,6 +19,8 @@ use pyo3::types::{PyDict, PyTuple};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod encoder;
 
 create_exception!(
     mrl_index,
@@ -37,7 +40,7 @@ fn index_err(e: IndexError) -> PyErr {
     }
 }
 
-fn search_err(e: SearchError) -> PyErr {
+pub(crate) fn search_err(e: SearchError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
@@ -56,7 +59,7 @@ fn build_err(e: BuildError) -> PyErr {
 /// A numpy array (or anything `numpy.asarray` takes) as a C-contiguous float32 matrix: a
 /// float32 C-contiguous array is used as it is (no copy), other real dtypes are converted,
 /// a 1-d array is one row. Booleans, complex numbers, strings and objects are refused.
-fn as_matrix<'py>(
+pub(crate) fn as_matrix<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     what: &str,
@@ -113,12 +116,41 @@ fn as_matrix<'py>(
     np.call_method("ascontiguousarray", (arr,), Some(&kwargs))
 }
 
+/// Query vectors borrowed from numpy: one (a 1-d float32 array, used as it is) or a matrix.
+enum QueryRows<'py> {
+    One(PyReadonlyArray1<'py, f32>),
+    Many(PyReadonlyArray2<'py, f32>),
+}
+
+impl QueryRows<'_> {
+    /// The queries, row-major.
+    fn as_slice(&self) -> PyResult<&[f32]> {
+        Ok(match self {
+            QueryRows::One(a) => a.as_slice()?,
+            QueryRows::Many(a) => a.as_slice()?,
+        })
+    }
+}
+
 /// Queries (see [`as_matrix`]) of the index's dimension `dim`, one per row.
 fn query_matrix<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
     dim: usize,
-) -> PyResult<PyReadonlyArray2<'py, f32>> {
+) -> PyResult<QueryRows<'py>> {
+    // One C-contiguous float32 query, the per-call case, is used as it is, like a matrix.
+    if let Ok(a) = queries.cast::<PyArray1<f32>>() {
+        if a.is_c_contiguous() {
+            let got = a.len();
+            if got != dim {
+                return Err(search_err(SearchError::DimensionMismatch {
+                    expected: dim,
+                    got,
+                }));
+            }
+            return Ok(QueryRows::One(a.readonly()));
+        }
+    }
     let q: PyReadonlyArray2<f32> = as_matrix(py, queries, "queries", "float32")?.extract()?;
     if q.shape()[1] != dim {
         return Err(search_err(SearchError::DimensionMismatch {
@@ -126,7 +158,14 @@ fn query_matrix<'py>(
             got: q.shape()[1],
         }));
     }
-    Ok(q)
+    Ok(QueryRows::Many(q))
+}
+
+/// A cascade plan string, parsed.
+fn parse_plan(plan: Option<&str>) -> PyResult<Option<SearchPlan>> {
+    plan.map(str::parse::<SearchPlan>)
+        .transpose()
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// Ids given as a list or array applied to every query, as `None`.
@@ -145,13 +184,13 @@ fn id_list(py: Python<'_>, x: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult
 }
 
 /// Ids of a filter: one list for every query, or one list per query.
-enum IdSpec {
+pub(crate) enum IdSpec {
     Shared(Vec<u64>),
     PerQuery(Vec<Vec<u64>>),
 }
 
 impl IdSpec {
-    fn for_query(&self, i: usize) -> &[u64] {
+    pub(crate) fn for_query(&self, i: usize) -> &[u64] {
         match self {
             IdSpec::Shared(ids) => ids,
             IdSpec::PerQuery(lists) => &lists[i],
@@ -171,6 +210,20 @@ fn id_spec(
     if x.is_none() {
         return Ok(None);
     }
+    let spec = id_lists(py, x, what)?;
+    if let IdSpec::PerQuery(lists) = &spec {
+        if lists.len() != n_queries {
+            return Err(PyValueError::new_err(format!(
+                "{what}: {} lists for {n_queries} queries; give one list for all queries or one per query",
+                lists.len()
+            )));
+        }
+    }
+    Ok(Some(spec))
+}
+
+/// Ids as one list (a 1-d list or array) or many (a 2-d array or a sequence of sequences).
+pub(crate) fn id_lists(py: Python<'_>, x: &Bound<'_, PyAny>, what: &str) -> PyResult<IdSpec> {
     let np = py.import("numpy")?;
     let per_query = if x.is_instance(&np.getattr("ndarray")?)? {
         x.getattr("ndim")?.extract::<usize>()? == 2
@@ -189,20 +242,16 @@ fn id_spec(
         false
     };
     if !per_query {
-        return Ok(id_list(py, Some(x), what)?.map(IdSpec::Shared));
+        return Ok(IdSpec::Shared(
+            id_list(py, Some(x), what)?.unwrap_or_default(),
+        ));
     }
     let mut lists = Vec::new();
     for (i, row) in x.try_iter()?.enumerate() {
         let row = row?;
         lists.push(id_list(py, Some(&row), &format!("{what}[{i}]"))?.unwrap_or_default());
     }
-    if lists.len() != n_queries {
-        return Err(PyValueError::new_err(format!(
-            "{what}: {} lists for {n_queries} queries; give one list for all queries or one per query",
-            lists.len()
-        )));
-    }
-    Ok(Some(IdSpec::PerQuery(lists)))
+    Ok(IdSpec::PerQuery(lists))
 }
 
 /// A row-major float32 matrix borrowed from numpy, as the builder's input.
@@ -290,8 +339,8 @@ fn run_on<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyRe
 
 /// An mrl-index index directory, opened (memory-mapped).
 #[pyclass(module = "mrl_index._mrl_index", name = "Index", frozen)]
-struct PyIndex {
-    inner: Arc<Index>,
+pub(crate) struct PyIndex {
+    pub(crate) inner: Arc<Index>,
     path: PathBuf,
 }
 
@@ -431,15 +480,15 @@ impl PyIndex {
         threads: Option<usize>,
     ) -> PyResult<Answers<'py>> {
         let q = query_matrix(py, queries, self.inner.dim())?;
-        let plan = plan
-            .map(|p| p.parse::<SearchPlan>())
-            .transpose()
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let params = SearchParams { plan, ef, width };
-        let n = q.shape()[0];
+        let params = SearchParams {
+            plan: parse_plan(plan)?,
+            ef,
+            width,
+        };
+        let data = q.as_slice()?;
+        let n = data.len() / self.inner.dim();
         let exclude = id_spec(py, exclude, "exclude", n)?;
         let allow = id_spec(py, allow, "allow", n)?;
-        let data = q.as_slice()?;
         let index = &self.inner;
         let hits = py.detach(|| {
             run_on(threads, || {
@@ -483,6 +532,51 @@ impl PyIndex {
             })
         })?;
         let hits = hits.map_err(search_err)?;
+        Ok(to_arrays(py, &hits, k))
+    }
+
+    /// Recommendations: each history (item ids, oldest first; one list, or one per user)
+    /// through `encoder`, then the `k` best items, the history excluded unless
+    /// `keep_history`. `(ids uint64 [n, k], scores float32 [n, k])`, as `search`.
+    #[pyo3(signature = (histories, k=10, *, encoder, keep_history=false, width=None,
+        plan=None, ef=None, exclude=None, allow=None, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn recommend<'py>(
+        &self,
+        py: Python<'py>,
+        histories: &Bound<'py, PyAny>,
+        k: usize,
+        encoder: &encoder::PyQueryEncoder,
+        keep_history: bool,
+        width: Option<usize>,
+        plan: Option<&str>,
+        ef: Option<usize>,
+        exclude: Option<&Bound<'py, PyAny>>,
+        allow: Option<&Bound<'py, PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<Answers<'py>> {
+        if k == 0 {
+            // Refused before any encoding is spent on it.
+            return Err(search_err(SearchError::ZeroK));
+        }
+        let lists = encoder::histories_of(py, histories)?;
+        let n = lists.len();
+        let exclude = id_spec(py, exclude, "exclude", n)?;
+        let allow = id_spec(py, allow, "allow", n)?;
+        let r = encoder::Recommend {
+            k,
+            params: SearchParams {
+                plan: parse_plan(plan)?,
+                ef,
+                width,
+            },
+            keep_history,
+            exclude: exclude.as_ref(),
+            allow: allow.as_ref(),
+        };
+        let (enc, index) = (encoder.inner(), &self.inner);
+        let hits = py.detach(|| run_on(threads, || encoder::recommend(enc, index, &lists, &r)))?;
+        let hits = hits.map_err(encoder::encoder_err)?;
         Ok(to_arrays(py, &hits, k))
     }
 
@@ -545,6 +639,8 @@ fn recall_at_k(
 #[pymodule]
 fn _mrl_index(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyIndex>()?;
+    m.add_class::<encoder::PyQueryEncoder>()?;
+    m.add_class::<encoder::PyItemEncoder>()?;
     m.add_function(wrap_pyfunction!(recall_at_k, m)?)?;
     m.add("IndexCorrupt", m.py().get_type::<IndexCorrupt>())?;
     Ok(())

@@ -1,7 +1,7 @@
 //! `mrl-index demo`: the main job on built-in data.
 
 use super::bars::Bars;
-use super::encode::{evaluate, print_evaluation, read_sequences, recommend, Titles};
+use super::encode::{evaluate, print_evaluation, read_sequences, Titles};
 use super::with_threads;
 use clap::Args;
 use mrl_index::encoder::{ItemEncoder, QueryEncoder};
@@ -221,7 +221,7 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         for &id in history.iter().rev().take(3).rev() {
             println!("       {id:>6}  {}", title(id));
         }
-        let hits = recommend(&index, &query_encoder, &history, 5, &params, false)?;
+        let hits = query_encoder.recommend(&index, &history, 5, &params, false)?;
         println!("recommended (history excluded):");
         for (rank, h) in hits.iter().enumerate() {
             println!(

@@ -144,7 +144,7 @@ pub fn run_recommend(a: RecommendArgs) -> Result<(), Error> {
         ef: a.ef,
         width: None,
     };
-    let hits = recommend(&index, &encoder, &history, a.k, &params, a.keep_history)?;
+    let hits = encoder.recommend(&index, &history, a.k, &params, a.keep_history)?;
     let title = |id: u64| titles.as_ref().and_then(|t| t.get(id)).unwrap_or("");
     if a.json {
         let v = serde_json::json!({
@@ -166,24 +166,6 @@ pub fn run_recommend(a: RecommendArgs) -> Result<(), Error> {
         );
     }
     Ok(())
-}
-
-/// Encodes `history` and searches, excluding the history's items unless `keep_history`.
-pub fn recommend(
-    index: &Index,
-    encoder: &QueryEncoder,
-    history: &[u64],
-    k: usize,
-    params: &SearchParams,
-    keep_history: bool,
-) -> Result<Vec<mrl_index::Hit>, Error> {
-    let query = encoder.encode_ids(index, history)?;
-    let filter = if keep_history {
-        Filter::NONE
-    } else {
-        Filter::deny(history)
-    };
-    Ok(index.search_filtered(&query, k, params, &filter)?)
 }
 
 /// Which history of each user `encode-queries` encodes (the leave-one-out split).
