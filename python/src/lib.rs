@@ -337,6 +337,32 @@ fn run_on<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> PyRe
     Ok(pool.install(f))
 }
 
+/// `f(i, row)` for every row of `data` (rows of `dim` values): one row on the calling thread
+/// (a search is single-threaded, and handing it to a pool cost more than a fast query), more
+/// on a pool of `threads` threads (see [`run_on`]).
+fn per_row<T: Send>(
+    threads: Option<usize>,
+    data: &[f32],
+    dim: usize,
+    f: impl Fn(usize, &[f32]) -> T + Sync + Send,
+) -> PyResult<Vec<T>> {
+    if data.len() <= dim {
+        if let Some(t) = threads.filter(|&t| t > mrl_index::threads::MAX_THREADS) {
+            return Err(PyValueError::new_err(format!(
+                "threads={t}: at most {} threads are supported",
+                mrl_index::threads::MAX_THREADS
+            )));
+        }
+        return Ok(data.chunks_exact(dim).map(|row| f(0, row)).collect());
+    }
+    run_on(threads, || {
+        data.par_chunks_exact(dim)
+            .enumerate()
+            .map(|(i, row)| f(i, row))
+            .collect()
+    })
+}
+
 /// An mrl-index index directory, opened (memory-mapped).
 #[pyclass(module = "mrl_index._mrl_index", name = "Index", frozen)]
 pub(crate) struct PyIndex {
@@ -491,20 +517,18 @@ impl PyIndex {
         let allow = id_spec(py, allow, "allow", n)?;
         let index = &self.inner;
         let hits = py.detach(|| {
-            run_on(threads, || {
-                data.par_chunks_exact(index.dim())
-                    .enumerate()
-                    .map(|(i, row)| {
-                        let filter = Filter {
-                            allow: allow.as_ref().map(|a| a.for_query(i)),
-                            deny: exclude.as_ref().map_or(&[], |e| e.for_query(i)),
-                        };
-                        index.search_filtered(row, k, &params, &filter)
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+            per_row(threads, data, index.dim(), |i, row| {
+                let filter = Filter {
+                    allow: allow.as_ref().map(|a| a.for_query(i)),
+                    deny: exclude.as_ref().map_or(&[], |e| e.for_query(i)),
+                };
+                index.search_filtered(row, k, &params, &filter)
             })
         })?;
-        let hits = hits.map_err(search_err)?;
+        let hits = hits
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(search_err)?;
         Ok(to_arrays(py, &hits, k))
     }
 
@@ -525,13 +549,14 @@ impl PyIndex {
         let index = &self.inner;
         let width = width.unwrap_or(dim);
         let hits = py.detach(|| {
-            run_on(threads, || {
-                data.par_chunks_exact(dim)
-                    .map(|row| index.exact_search(row, k, width, &Filter::NONE))
-                    .collect::<Result<Vec<_>, _>>()
+            per_row(threads, data, dim, |_, row| {
+                index.exact_search(row, k, width, &Filter::NONE)
             })
         })?;
-        let hits = hits.map_err(search_err)?;
+        let hits = hits
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(search_err)?;
         Ok(to_arrays(py, &hits, k))
     }
 
