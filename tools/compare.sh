@@ -10,6 +10,8 @@
 #   tools/compare.sh full [OUT]   # 1,000,000 items x 1024, 10,000 queries, FAISS and ScaNN only (hours on 2 cores)
 #   tools/compare.sh tiny [OUT]   # 5,000 items, 100 queries (CI)
 #   SETS="strong weak" PEERS=faiss,hnswlib tools/compare.sh ci   # subsets
+# The peers include mrl-index itself through its Python package (family mrl-index-py, on the
+# index and plans `mrl-index bench` measured), so Python's cost per call shows for every system.
 #   PEER_ARGS="--faiss-efc 40" tools/compare.sh full              # extra run_peers.py options
 #   QUERIES=2000 tools/compare.sh full                            # fewer queries than the mode's
 #   MRL_ARGS="--repeats 2" tools/compare.sh full                  # extra mrl-index bench options
@@ -36,16 +38,16 @@ case "$SIZE" in
         # Every peer family but Panorama + refine (the same search as HNSW + refine) and the
         # no-tree ScaNN, with grids trimmed to keep the four sets near an hour on 2 cores
         # (ScaNN searches up to 60% of its leaves: on the real Beauty set 40% stops at 0.945).
-        DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-pca-hnsw-refine,faiss-panorama-flat-ip,hnswlib-full,hnswlib-prefix-rerank,usearch-full,scann-ah,symqg
+        DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-pca-hnsw-refine,faiss-panorama-flat-ip,hnswlib-full,hnswlib-prefix-rerank,usearch-full,scann-ah,symqg,mrl-index-py
         DEF_PEER_ARGS="--faiss-efc 40,200 --ef-search 16,32,64,128,256,512 --k-factors 10,20,50 --pca-dims 64,128 --scann-leaf-fractions 0.05,0.1,0.2,0.4,0.6 --scann-reorder 100,200 --panorama-levels 16 --repeats 2" ;;
   full) N=1000000; NQ=10000; QUICK=;        DEF_SETS="beauty-scale strong"; GEN_N=$N; GEN_DIM=1024
         # One HNSW build per FAISS family at this size on 2 cores (efC 200 builds take tens
         # of minutes at full width), and ScaNN with 1,000 leaves; two timed passes.
-        DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-pca-hnsw-refine,scann-ah
+        DEF_PEERS=faiss-flat-ip,faiss-hnsw-full,faiss-hnsw-prefix-refine,faiss-pca-hnsw-refine,scann-ah,mrl-index-py
         # The real users are out of the items' distribution: HNSW needs beams past 512 at 1M.
         DEF_PEER_ARGS="--faiss-efc 40 --efc 100 --ef-search 64,256,512,1024,2048,4096 --k-factors 10,50,200 --pca-dims 128 --scann-leaves 1000 --scann-leaf-fractions 0.05,0.1,0.2,0.4,0.6 --scann-reorder 100,200 --repeats 2" ;;
   tiny) N=5000;    NQ=100;   QUICK=--quick; DEF_SETS="strong weak"; GEN_N=$N; GEN_DIM=1024
-        DEF_PEERS=faiss,hnswlib,usearch; DEF_PEER_ARGS="--faiss-efc 40 --pca-dims 64" ;;
+        DEF_PEERS=faiss,hnswlib,usearch,mrl-index-py; DEF_PEER_ARGS="--faiss-efc 40 --pca-dims 64" ;;
   *) echo "usage: $0 ci|full|tiny [OUT]" >&2; exit 2 ;;
 esac
 NQ="${QUERIES:-$NQ}"
@@ -99,7 +101,8 @@ for set in $SETS; do
     # shellcheck disable=SC2086
     nice -n 5 "$PY" tools/peers/run_peers.py --items "$D/items.npy" --queries "$D/queries.npy" \
       --ground-truth "$D/queries.gt100.npy" -k 10 --threads-all "$THREADS" \
-      --dataset "$NAME" --only "$PEERS" --out "$D/peers.jsonl" --tmpdir "$D" $PEER_ARGS
+      --dataset "$NAME" --only "$PEERS" --out "$D/peers.jsonl" --tmpdir "$D" \
+      --mrl-index "$D/index" --mrl-configs "$D/mrl.json" $PEER_ARGS
     inputs+=("$D/peers.jsonl")
   fi
 done

@@ -48,7 +48,9 @@ fn cell(text: &str) -> String {
 
 /// The Markdown table: per data set, system and family, for each recall@10 target, the configuration
 /// with the best one-thread queries per second reaching it (with its recall, all-threads
-/// throughput, p99 latency, build seconds, index size and RSS), `—` where none reaches it.
+/// throughput, p99 latency, the cost of one query per call over a one-thread batch
+/// (`call_overhead_us`: Python's per-call cost for the rows measured through Python), build
+/// seconds, index size and RSS), `—` where none reaches it.
 pub fn table_markdown(rows: &[Row]) -> String {
     let mut by: BTreeMap<(String, String, String), Vec<&Row>> = BTreeMap::new();
     for r in rows {
@@ -96,14 +98,14 @@ pub fn table_markdown(rows: &[Row]) -> String {
     s.push('\n');
     s.push_str(
         "| data set | system | family | recall@10 ≥ | best q/s (1 thread) | recall@10 \
-         | q/s (all threads) | p99 µs | configuration | build s | index MB | RSS MB |\n",
+         | q/s (all threads) | p99 µs | µs per call | configuration | build s | index MB | RSS MB |\n",
     );
-    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
     for ((dataset, system, family), group) in &by {
         for &t in &RECALL_TARGETS {
             match best_at(group, t) {
                 Some(r) => s.push_str(&format!(
-                    "| {} | {} | {} | {t:.2} | {:.0} | {:.4} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {t:.2} | {:.0} | {:.4} | {} | {} | {} | {} | {} | {} | {} |\n",
                     cell(dataset),
                     cell(system),
                     cell(family),
@@ -111,6 +113,10 @@ pub fn table_markdown(rows: &[Row]) -> String {
                     r.recall_at_10.unwrap_or(0.0),
                     r.qps_all_threads.map_or("—".into(), |q| format!("{q:.0}")),
                     r.p99_us.map_or("—".into(), |v| format!("{v:.0}")),
+                    r.extra
+                        .get("call_overhead_us")
+                        .and_then(|v| v.as_f64())
+                        .map_or("—".into(), |v| format!("{v:.1}")),
                     cell(&r.config_text()),
                     r.build_seconds.map_or("—".into(), |v| format!("{v:.1}")),
                     mb(r.index_bytes),
@@ -122,7 +128,7 @@ pub fn table_markdown(rows: &[Row]) -> String {
                         .filter_map(|r| r.recall_at_10)
                         .fold(f64::NAN, f64::max);
                     s.push_str(&format!(
-                        "| {} | {} | {} | {t:.2} | — | {} | — | — | not reached | — | — | — |\n",
+                        "| {} | {} | {} | {t:.2} | — | {} | — | — | — | not reached | — | — | — |\n",
                         cell(dataset),
                         cell(system),
                         cell(family),
@@ -389,6 +395,22 @@ mod tests {
             t.contains("| 0.99 | hnsw | cascade 1000 (0.995, 1000) | not reached | — |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn table_shows_the_cost_per_call_where_a_row_measured_it() {
+        let mut py = row("mrl-index", "mrl-index-py", 0.96, 2500.0, 10.0, 400);
+        py.extra
+            .insert("call_overhead_us".into(), serde_json::json!(12.345));
+        let rust = row("mrl-index", "cascade", 0.96, 3000.0, 10.0, 400);
+        let t = table_markdown(&[py, rust]);
+        assert!(t.contains("| µs per call |"), "{t}");
+        // the Python row: its measured cost; the Rust bench row has none
+        assert!(
+            t.contains("| 0.90 | 2500 | 0.9600 | 5000 | — | 12.3 |"),
+            "{t}"
+        );
+        assert!(t.contains("| 0.90 | 3000 | 0.9600 | 6000 | — | — |"), "{t}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ FAMILIES = [
     ("scann-ah", "scann"),
     ("scann-ah-flat", "scann"),
     ("symqg", "rabitqlib"),
+    ("mrl-index-py", "mrl-index"),
 ]
 SYSTEM_OF = dict(FAMILIES)
 # run only when --only names the family itself (not by default, not through its system)
@@ -163,6 +164,11 @@ def chunks(n, rows=CHUNK_ROWS):
 class Runner:
     system = None
     family = None
+    # The library's batch search runs on one thread after set_threads(1): the row gets
+    # qps_1_thread_batch and call_overhead_us (one query per call against a batch).
+    batch_one_thread = True
+    # Rows report the time around build() (False: the index was built elsewhere).
+    built_here = True
 
     def __init__(self, spec, args, d):
         self.spec = spec
@@ -619,7 +625,6 @@ class ScannAH(Runner):
     system = "scann"
     family = "scann-ah"
     tree = True
-    batch_one_thread = True
 
     def __init__(self, spec, args, d):
         super().__init__(spec, args, d)
@@ -735,7 +740,6 @@ class Symqg(Runner):
     (num_threads=1) reported as qps_1_thread_batch; N threads: search_batch(num_threads=N)."""
     system = "rabitqlib"
     family = "symqg"
-    batch_one_thread = True
 
     def __init__(self, spec, args, d):
         super().__init__(spec, args, d)
@@ -798,14 +802,107 @@ class Symqg(Runner):
         return np.asarray(ids).astype(np.int64)
 
 
+class MrlIndexPy(Runner):
+    """mrl-index through its Python package (`pip install ./python`), measured exactly as the
+    peers: one query per Python call, one batch call. With --mrl-index DIR it opens the index
+    `mrl-index build` made and `mrl-index bench` measured (no build here: build_seconds is
+    null) and runs the plans of that bench's rows (--mrl-configs mrl.json), each row then
+    carrying the bench's own one-thread q/s (`rust_qps_1_thread`, measured in Rust without
+    Python) and `python_overhead_us`; without --mrl-index it builds an index here with the
+    package's defaults and runs its default plan."""
+    system = "mrl-index"
+    family = "mrl-index-py"
+
+    def __init__(self, spec, args, d):
+        super().__init__(spec, args, d)
+        try:
+            import mrl_index
+        except ImportError as e:
+            raise SkipFamily(f"the mrl_index package is not installed here ({e}); "
+                             "tools/peers/setup.sh installs it")
+        self.mrl = mrl_index
+        self.threads = 1
+        self.plan = self.ef = None
+        self.built_here = spec.get("index") is None
+
+    def build(self, items, threads):
+        if self.spec.get("index"):
+            self.index = self.mrl.Index.open(self.spec["index"])
+            if len(self.index) != items.shape[0] or self.index.dim != self.d:
+                raise SystemExit(f"--mrl-index {self.spec['index']}: {len(self.index)} x "
+                                 f"{self.index.dim}, the items are {items.shape}")
+        else:
+            self.tmp = tempfile.TemporaryDirectory(prefix="mrl-py-", dir=self.args.tmpdir)
+            self.index = self.mrl.Index.build(os.path.join(self.tmp.name, "index"),
+                                              np.asarray(items), threads=threads)
+
+    def save(self, directory):
+        path = self.index.path
+        return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+
+    def configs(self):
+        out = []
+        for c in self.spec.get("configs") or [{}]:
+            cfg = {"plan": c.get("plan") or self.index.info()["default_plan"],
+                   "ef": c.get("ef") or self.index.info()["default_ef"]}
+            if c.get("rust_qps_1_thread"):
+                cfg["rust_qps_1_thread"] = c["rust_qps_1_thread"]
+            out.append((cfg, f"python: {cfg['plan']} ef={cfg['ef']}"))
+        return out
+
+    def set_config(self, cfg):
+        self.plan, self.ef = cfg["plan"], cfg["ef"]
+
+    def set_threads(self, t):
+        self.threads = t
+
+    @staticmethod
+    def _ids(ids):
+        out = ids.astype(np.int64)
+        out[ids == np.iinfo(np.uint64).max] = -1
+        return out
+
+    def search(self, Q, k):
+        ids, _ = self.index.search(Q, k, plan=self.plan, ef=self.ef, threads=self.threads)
+        return self._ids(ids)
+
+    def search1(self, q, k):
+        ids, _ = self.index.search(q, k, plan=self.plan, ef=self.ef, threads=1)
+        return self._ids(ids)
+
+
+def mrl_bench_configs(path, n_items):
+    """The plans of `mrl-index bench` rows (cascade and coarse-graph families, beams below the
+    catalogue size: the rows with an exact coarse scan are a bench-only mode), with their
+    one-thread q/s."""
+    with open(path) as f:
+        text = f.read()
+    rows = json.loads(text) if text.lstrip().startswith("[") else [
+        json.loads(ln) for ln in text.splitlines() if ln.strip()]
+    out = []
+    for r in rows:
+        c = r.get("config") or {}
+        if r.get("family") in ("cascade", "coarse-graph") and c.get("plan") and \
+                c.get("ef") and c["ef"] < n_items and "exact_coarse_queries" not in c:
+            out.append({"plan": c["plan"], "ef": c["ef"],
+                        "rust_qps_1_thread": r.get("qps_1_thread")})
+    return out
+
+
 RUNNERS = {cls.family: cls for cls in [FaissFlat, FaissHNSW, FaissHNSWPrefixRefine, FaissPanoramaFlat,
                                        FaissPanoramaPrefixRefine, FaissPCAHNSWRefine, HnswlibFull,
-                                       HnswlibPrefixRerank, UsearchFull, ScannAH, ScannAHFlat, Symqg]}
+                                       HnswlibPrefixRerank, UsearchFull, ScannAH, ScannAHFlat, Symqg,
+                                       MrlIndexPy]}
 
 
 # --------------------------------------------------------------------------- worker
 
 EXACT_FAMILIES = ("faiss-flat-ip", "faiss-panorama-flat-ip")
+
+
+def spec_text(spec):
+    """A spec for the log: a list of plans is shown by its length."""
+    return {k: (f"{len(v)} plans" if k == "configs" and v else v) for k, v in spec.items()}
 
 
 def timed_single(runner, Q, k):
@@ -882,7 +979,7 @@ def worker_rows(args, spec, rows_path):
         except Exception as e:  # noqa: BLE001
             log(f"[{family}] saving the index failed ({e}); index_bytes = null")
             index_bytes = None
-    log(f"[{family}] {spec} built in {build_s:.2f}s, {index_bytes} bytes on disk")
+    log(f"[{family}] {spec_text(spec)} built in {build_s:.2f}s, {index_bytes} bytes on disk")
 
     gt100 = GT if GT.shape[1] >= 100 else None
     rss = None
@@ -926,8 +1023,9 @@ def worker_rows(args, spec, rows_path):
                 ids10 = ids_b  # every query (the one-thread pass ran a subset)
             best_b = dt if best_b is None else min(best_b, dt)
         qpsN = nq / best_b
-        # one batch call on one thread (families whose library has a batch entry point that
-        # runs on one thread: ScaNN's search_batched, SymphonyQG's search_batch)
+        # one batch call on one thread (every family: FAISS with omp 1 thread, hnswlib and
+        # USearch with threads=1, ScaNN's search_batched, SymphonyQG's search_batch(1),
+        # mrl-index threads=1)
         qps1b = None
         if getattr(runner, "batch_one_thread", False):
             runner_threads(1)
@@ -966,7 +1064,7 @@ def worker_rows(args, spec, rows_path):
             "p99_us": round(float(np.percentile(best_lat, 99)) * 1e6, 2),
             "candidates_per_query": None if cand is None else round(float(cand), 2),
             "mult_adds_per_query": None if madds is None else round(float(madds), 1),
-            "build_seconds": round(build_s, 4),
+            "build_seconds": round(build_s, 4) if runner.built_here else None,
             "index_bytes": index_bytes,
             "rss_bytes": rss,
             "machine": machine,
@@ -974,6 +1072,12 @@ def worker_rows(args, spec, rows_path):
         }
         if qps1b is not None:
             row["qps_1_thread_batch"] = round(qps1b, 3)
+            # what one query per call costs over one query of a batch, on one thread: the
+            # Python call and per-call setup, plus whatever the library's batch path saves
+            row["call_overhead_us"] = round((1 / qps1 - 1 / qps1b) * 1e6, 2)
+        if cfg.get("rust_qps_1_thread"):
+            # the same plan through Python against `mrl-index bench`'s Rust loop
+            row["python_overhead_us"] = round((1 / qps1 - 1 / cfg["rust_qps_1_thread"]) * 1e6, 2)
         log(f"[{family}] {label}: R@1 {row['recall_at_1']:.4f} R@10 {row['recall_at_10']} "
             f"R@100 {r100} qps1 {qps1:.1f}"
             + ("" if qps1b is None else f" qps1-batch {qps1b:.1f}")
@@ -1017,6 +1121,12 @@ def build_specs(args):
                               "train_sample": args.scann_train_sample})
         elif fam == "scann-ah-flat":
             specs.append({"family": fam, "train_sample": args.scann_train_sample})
+        elif fam == "mrl-index-py":
+            configs = None
+            if args.mrl_configs:
+                n_items = np.load(args.items, mmap_mode="r").shape[0]
+                configs = mrl_bench_configs(args.mrl_configs, n_items)
+            specs.append({"family": fam, "index": args.mrl_index, "configs": configs})
         elif fam == "symqg":
             for bits in args.symqg_bits:
                 specs.append({"family": fam, "M": args.symqg_degree, "efConstruction": args.efc,
@@ -1076,6 +1186,11 @@ def parse(argv=None):
     ap.add_argument("--exact-timed-queries", type=int, default=200,
                     help="queries of the exact families' one-thread timing (the first N)")
     ap.add_argument("--tmpdir", default=None, help="where indexes are saved to be measured")
+    ap.add_argument("--mrl-index", default=None,
+                    help="mrl-index-py: the index directory to open (built from --items by "
+                    "`mrl-index build`); default: build one with the package's defaults")
+    ap.add_argument("--mrl-configs", default=None,
+                    help="mrl-index-py: `mrl-index bench` rows (mrl.json) whose plans to run")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-rows", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--machine", default=None, help=argparse.SUPPRESS)
@@ -1167,9 +1282,9 @@ def main(argv=None):
         total_rows += len(lines)
         if skip is not None:
             skipped.append((spec["family"], skip))
-            log(f"peers: {spec} SKIPPED ({skip}), {time.time() - t0:.1f}s")
+            log(f"peers: {spec_text(spec)} SKIPPED ({skip}), {time.time() - t0:.1f}s")
         else:
-            log(f"peers: {spec} -> {len(lines)} rows, rc={rc}, {time.time() - t0:.1f}s")
+            log(f"peers: {spec_text(spec)} -> {len(lines)} rows, rc={rc}, {time.time() - t0:.1f}s")
         if rc != 0:
             failed.append((spec, rc))
     log(f"peers: {total_rows} rows in {a.out}, {time.time() - t_all:.1f}s total")

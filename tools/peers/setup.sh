@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates tools/peers/.venv and installs the pinned peer systems (requirements.txt):
 # faiss-cpu, hnswlib (compiled from its sdist: needs a C++ compiler), usearch, numpy, and
-# the optional ones, scann and rabitqlib (manylinux x86_64 wheels only): a failure to
+# the optional ones, scann and rabitqlib (manylinux x86_64 wheels only), and mrl-index's own
+# package from ../../python (built with cargo and maturin): a failure to
 # install an optional package is reported, not fatal (run_peers.py then skips its family).
 # Needs python3 (3.11) and PyPI; nothing else is downloaded.
 set -euo pipefail
@@ -26,11 +27,21 @@ while read -r pkg; do
     echo "warning: optional $pkg did not install (see pip's message above); its family will be skipped" >&2
   fi
 done
+# mrl-index's own Python package (family mrl-index-py: the same measurement as the peers,
+# through Python), built from this checkout (maturin, cargo); rebuilt when its sources change.
+ROOT="$(cd "$HERE/../.." && pwd)"
+STAMP="$(cd "$ROOT" && find python src Cargo.toml Cargo.lock -type f \( -name '*.rs' -o -name '*.toml' \
+  -o -name '*.lock' -o -name '*.py' -o -name '*.pyi' -o -name py.typed \) -not -path 'python/tests/*' |
+  LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64)"
+if [ "$(cat .venv/mrl_index.stamp 2>/dev/null)" != "$STAMP" ]; then
+  "$VPY" -m pip install --disable-pip-version-check -q "$ROOT/python"
+  echo "$STAMP" > .venv/mrl_index.stamp
+fi
 "$VPY" - <<'PY'
-import faiss, hnswlib, usearch, numpy
+import faiss, hnswlib, usearch, numpy, mrl_index
 print("ok: faiss", faiss.__version__, "| hnswlib", getattr(hnswlib, "__version__", "0.8.0"),
       "| usearch", usearch.__version__, "| numpy", numpy.__version__,
-      "| faiss Panorama:", hasattr(faiss, "IndexFlatIPPanorama"))
+      "| faiss Panorama:", hasattr(faiss, "IndexFlatIPPanorama"), "| mrl_index", mrl_index.__file__)
 PY
 # optional imports in their own processes (a native module may abort rather than raise)
 for mod in scann rabitqlib; do

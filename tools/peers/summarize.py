@@ -5,7 +5,8 @@
 
 Reads rows in the shared schema (peers' and mrl-index's alike) and prints one line per
 (dataset, family, target): the label, recall@10, qps 1 thread / all threads, p50/p99,
-build seconds, index bytes and RSS. Families that never reach a target say so.
+the cost of one query per call over a one-thread batch (us/call), build seconds, index bytes
+and RSS. Families that never reach a target say so.
 """
 import argparse
 import json
@@ -37,20 +38,21 @@ def main(argv=None):
     for r in rows:
         groups.setdefault((r["dataset"], r["family"]), []).append(r)
     head = ["dataset", "family", "target R@10", "best config", "R@10", "R@100", "qps 1 thr",
-            "qps all", "p50 us", "p99 us", "build s", "index", "RSS"]
+            "qps all", "p50 us", "p99 us", "us/call", "build s", "index", "RSS"]
     lines = []
     for (ds, fam), rs in groups.items():
         for t in targets:
             ok = [r for r in rs if r.get("recall_at_10") is not None and r["recall_at_10"] >= t]
             if not ok:
                 best_r = max((r.get("recall_at_10") or 0.0) for r in rs)
-                lines.append([ds, fam, f">={t}", f"not reached (max R@10 {best_r:.4f})"] + ["-"] * 9)
+                lines.append([ds, fam, f">={t}", f"not reached (max R@10 {best_r:.4f})"] + ["-"] * 10)
                 continue
             b = max(ok, key=lambda r: r["qps_1_thread"])
             lines.append([ds, fam, f">={t}", b["label"], f"{b['recall_at_10']:.4f}",
                           "-" if b.get("recall_at_100") is None else f"{b['recall_at_100']:.4f}",
                           fmt(b["qps_1_thread"]), f"{fmt(b['qps_all_threads'])} ({b['threads_all']})",
-                          fmt(b["p50_us"]), fmt(b["p99_us"]), fmt(b.get("build_seconds"), 2),
+                          fmt(b["p50_us"]), fmt(b["p99_us"]), fmt(b.get("call_overhead_us")),
+                          fmt(b.get("build_seconds"), 2),
                           fmt_bytes(b.get("index_bytes")), fmt_bytes(b.get("rss_bytes"))])
     if a.markdown:
         print("| " + " | ".join(head) + " |")
