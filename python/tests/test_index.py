@@ -143,6 +143,33 @@ def test_search_releases_the_gil(built):
     assert during > 1000, during
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_threads_are_honoured(built):
+    index, _, _, _ = built
+    q = matryoshka_like(64, 8)
+
+    def os_threads():
+        return len(os.listdir("/proc/self/task"))
+
+    ref, _ = index.search(q, k=10)
+    # A pool of exactly the threads asked for is started (once, then reused), and the
+    # answers do not depend on it.
+    for t in (3, 5):
+        before = os_threads()
+        got, _ = index.search(q, k=10, threads=t)
+        assert os_threads() - before == t
+        assert (got == ref).all()
+        again, _ = index.exact_search(q, 10, threads=t)
+        assert os_threads() - before == t
+    before = os_threads()
+    index.search(q[0], k=10, threads=7)  # one query runs on the calling thread
+    assert os_threads() == before
+    with pytest.raises(ValueError, match="4096"):
+        index.search(q, k=10, threads=5000)
+    with pytest.raises(ValueError, match="4096"):
+        index.search(q[0], k=10, threads=5000)
+
+
 def test_errors_are_python_exceptions(built, tmp_path):
     index, items, _, path = built
     with pytest.raises(FileNotFoundError):
