@@ -19,8 +19,20 @@ initializers followed by Cast to float32; biases, LayerNorm and LRU parameters a
 arithmetic is float32. In the last block only the last real position goes through C, the residual
 and the FFN (per-position ops), which is the same result as computing every position.
 
+query_encoder.onnx also has a step interface on the same weights (add_step_branch): a user's LRU
+states carried from the previous item, plus one new item, give the new query and states at a cost
+that does not grow with the history:
+                    item [N, 1024] float32, state_b{i}_re, state_b{i}_im [N, 1024] float32 per
+                    block i (zeros for a user with no history)
+                    -> step_query [N, 1024] float32, next_state_b{i}_re, next_state_b{i}_im [N, 1024]
+The step inputs are initializers with empty defaults (N = 0), so callers of the full interface
+feed only history and lengths; step callers feed an empty history ([0, 1, 1024], lengths [0]).
+
     python tools/encoder/export_onnx.py --params .work/beauty/best_params.npz --out-dir datasets/beauty
-    (also writes datasets/beauty/fixtures/query_encoder_reference.json unless --no-fixtures)
+    python tools/encoder/export_onnx.py --from-onnx datasets/beauty --out-dir datasets/beauty
+        (the weights read back from the committed ONNX files; this reproduces them byte for byte)
+    (both also write datasets/beauty/fixtures/query_encoder_reference.json and
+    query_encoder_step_reference.json unless --no-fixtures)
 """
 from __future__ import annotations
 
@@ -48,6 +60,8 @@ class G:
     def __init__(self):
         self.nodes, self.inits, self.n = [], [], 0
         self._consts = {}
+        self._named = {}   # initializer name -> array: a second init() of a name reuses it
+        self._casts = {}   # float16 weight name -> the name of its float32 Cast
 
     def name(self, base):
         self.n += 1
@@ -59,8 +73,22 @@ class G:
         return out
 
     def init(self, name, arr):
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        """An initializer; naming one again (the step branch reuses the weights) must give the
+        same array, and returns the existing one: every weight is stored once."""
+        arr = np.ascontiguousarray(arr)
+        if name in self._named:
+            old = self._named[name]
+            if old.dtype != arr.dtype or old.shape != arr.shape or not np.array_equal(old, arr):
+                raise ValueError(f"initializer {name!r} given twice with different values")
+            return name
+        self._named[name] = arr
+        self.inits.append(numpy_helper.from_array(arr, name))
         return name
+
+    def op_to(self, op_type, inputs, out, **attrs):
+        """A node whose output has the given (graph output) name."""
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
 
     def const_i64(self, vals):
         key = ("i64",) + tuple(vals)
@@ -75,9 +103,13 @@ class G:
         return self._consts[key]
 
     def weight_f16(self, name, arr):
-        """float16 initializer + Cast to float32; returns the float32 tensor's name."""
+        """float16 initializer + Cast to float32; returns the float32 tensor's name. A weight
+        used twice (full and step branch) has one initializer and one Cast, so ONNX Runtime
+        folds it into one float32 copy."""
         self.init(name, np.asarray(arr, dtype=np.float16))
-        return self.op("Cast", [name], base=name + "_f32", to=F32)
+        if name not in self._casts:
+            self._casts[name] = self.op("Cast", [name], base=name + "_f32", to=F32)
+        return self._casts[name]
 
     def slice_last(self, x, a, b):
         return self.op("Slice", [x, self.const_i64([a]), self.const_i64([b]), self.const_i64([-1])])
@@ -112,8 +144,94 @@ def decay_mix(g: G, P, u):
     return g.op("Transpose", [h], perm=[2, 1, 0])      # [B, T, D]
 
 
-def build_query_model(params) -> onnx.ModelProto:
+def state_names(i):
+    """The step interface's state tensors of block i: (inputs re, im), (outputs re, im)."""
+    return (f"state_b{i}_re", f"state_b{i}_im"), (f"next_state_b{i}_re", f"next_state_b{i}_im")
+
+
+def add_step_branch(g: G, params, lru_params):
+    """The step interface: one new item per user, the carried LRU states in, the query and the
+    new states out. It reads the same initializers (and float32 Casts) as the full branch.
+
+    Block i: y = LN1(x); u = gamma * (B y) (complex); h' = lam * h + u; x' = x + Re(C h');
+    x'' = x' + FFN(LN2(x')). Starting from h = 0 and feeding a history item by item gives h'
+    = sum_{s<=t} lam^(t-s) u_s, the full branch's state at the last position, so step_query
+    after the t-th item is the full branch's query of those t items (up to float rounding).
+    lam = exp(-nu) (cos theta + i sin theta) is the full branch's lam^k at k = 1.
+
+    The computation sits in the then-branch of an If on N > 0, so a run that leaves the step
+    inputs at their empty defaults (a caller of the full branch) executes one If node and an
+    else-branch of Identity nodes, not the ~360 nodes of the step on empty tensors.
+    Returns the graph inputs and outputs to add.
+    """
+    nb = len(params["blocks"])
+    lam = []
+    for gamma, nu, theta in lru_params:               # constants: folded when the session loads
+        mag = g.op("Exp", [g.op("Neg", [nu])])
+        lam.append((gamma, g.op("Mul", [mag, g.op("Cos", [theta])]), g.op("Mul", [mag, g.op("Sin", [theta])])))
+    n = g.op("Shape", ["item"], start=0, end=1)      # [1]: N
+    cond = g.op("Greater", [n, g.const_i64([0])])
+    outer_nodes, g.nodes = g.nodes, []
+    n_casts = len(g._casts)
+    x = "item"
+    step_out = []
+    for i, p in enumerate(params["blocks"]):
+        pre = f"b{i}"
+        gamma, l_re, l_im = lam[i]
+        h_re, h_im = state_names(i)[0]
+        y = mrl_layernorm(g, x, p["ln1_g"], p["ln1_b"], f"{pre}.ln1")
+        u_re = g.op("Mul", [mrl_linear(g, y, p["B_re_w"], p["B_re_b"], f"{pre}.B_re"), gamma])
+        u_im = g.op("Mul", [mrl_linear(g, y, p["B_im_w"], p["B_im_b"], f"{pre}.B_im"), gamma])
+        n_re = g.op("Add", [g.op("Sub", [g.op("Mul", [l_re, h_re]), g.op("Mul", [l_im, h_im])]), u_re])
+        n_im = g.op("Add", [g.op("Add", [g.op("Mul", [l_re, h_im]), g.op("Mul", [l_im, h_re])]), u_im])
+        step_out += [n_re, n_im]
+        out = g.op("Sub", [mrl_linear(g, n_re, p["C_re_w"], p["C_re_b"], f"{pre}.C_re"),
+                           mrl_linear(g, n_im, p["C_im_w"], None, f"{pre}.C_im", with_bias=False)])
+        h = g.op("Add", [x, out])
+        y2 = mrl_layernorm(g, h, p["ln2_g"], p["ln2_b"], f"{pre}.ln2")
+        gt = mrl_linear(g, y2, p["gate_w"], p["gate_b"], f"{pre}.gate")
+        gt = g.op("Mul", [gt, g.op("Sigmoid", [gt])])                  # SiLU
+        a = mrl_linear(g, y2, p["w1_w"], p["w1_b"], f"{pre}.w1")
+        f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
+        x = g.op("Add", [h, f])
+    if len(g._casts) != n_casts:
+        raise AssertionError("the step branch must only reuse the full branch's weights")
+    then_outs = [g.op("Identity", [t]) for t in [x] + step_out]
+    then_nodes, g.nodes = g.nodes, outer_nodes
+    out_names = ["step_query"] + [name for i in range(nb) for name in state_names(i)[1]]
+    vi = lambda name: helper.make_tensor_value_info(name, F32, ["N", M.D])
+    then_graph = helper.make_graph(then_nodes, "step", [], [vi(t) for t in then_outs])
+    else_outs = [g.name("empty") for _ in out_names]
+    else_graph = helper.make_graph([helper.make_node("Identity", ["item"], [e], name=e) for e in else_outs],
+                                   "no_step", [], [vi(e) for e in else_outs])
+    g.nodes.append(helper.make_node("If", [cond], out_names, name="step", then_branch=then_graph,
+                                    else_branch=else_graph))
+    # Defaults for the step inputs: empty batches, so a caller of the full branch alone feeds
+    # only history and lengths (ONNX IR >= 4: an initializer named like an input is its default).
+    inputs = [vi("item")]
+    g.init("item", np.zeros((0, M.D), np.float32))
+    for i in range(nb):
+        for name in state_names(i)[0]:
+            inputs.append(vi(name))
+            g.init(name, np.zeros((0, M.D), np.float32))
+    return inputs, [vi(name) for name in out_names]
+
+
+STEP_META = {
+    "step_inputs": "item [N, 1024] float32 (one new item vector per user); state_b{i}_re, state_b{i}_im "
+                   "[N, 1024] float32 for each block i (the LRU state carried from the previous step; "
+                   "zeros for a user with no history). All default to empty batches (N = 0).",
+    "step_outputs": "step_query [N, 1024] float32 (= query of the history including item); "
+                    "next_state_b{i}_re, next_state_b{i}_im [N, 1024] float32 (the state to carry)",
+    "step_window": "max |lam| = 0.2154, |lam|^50 < 1e-33: streaming a whole history equals re-encoding "
+                   "its last 50 items within float32 rounding",
+}
+
+
+def build_query_model(params, step: bool = True) -> onnx.ModelProto:
+    """The query encoder; with step, also the step interface (add_step_branch) on the same weights."""
     g = G()
+    lru_params = []
     hist = "history"
     lengths = "lengths"
     shape = g.op("Shape", [hist])
@@ -149,6 +267,7 @@ def build_query_model(params) -> onnx.ModelProto:
         gamma = g.op("Exp", [g.init(f"{pre}.gamma_log", np.asarray(p["gamma_log"], np.float32))])
         nu = g.op("Exp", [g.init(f"{pre}.nu_log", np.asarray(p["nu_log"], np.float32))])
         theta = g.op("Exp", [g.init(f"{pre}.theta_log", np.asarray(p["theta_log"], np.float32))])
+        lru_params.append((gamma, nu, theta))
         u_re = g.op("Mul", [mrl_linear(g, y, p["B_re_w"], p["B_re_b"], f"{pre}.B_re"), gamma])
         u_im = g.op("Mul", [mrl_linear(g, y, p["B_im_w"], p["B_im_b"], f"{pre}.B_im"), gamma])
         mag = g.op("Mul", [g.op("Exp", [g.op("Neg", [g.op("Mul", [kd, nu])])]), causal])   # [L, L, D]
@@ -169,19 +288,23 @@ def build_query_model(params) -> onnx.ModelProto:
         f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
         x = g.op("Add", [h, f])
     g.nodes.append(helper.make_node("Squeeze", [x, g.const_i64([1])], ["query"], name="squeeze_query"))
-    graph = helper.make_graph(
-        g.nodes, "fmrlrec_query_encoder",
-        [helper.make_tensor_value_info("history", F32, ["B", "L", M.D]),
-         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"])],
-        [helper.make_tensor_value_info("query", F32, ["B", M.D])],
-        initializer=g.inits)
-    return _finish(graph, {
+    inputs = [helper.make_tensor_value_info("history", F32, ["B", "L", M.D]),
+              helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"])]
+    outputs = [helper.make_tensor_value_info("query", F32, ["B", M.D])]
+    meta = {
         "history_layout": "left-aligned: history[b, :lengths[b]] oldest first; the rest is ignored",
         "inputs": "history [B, L, 1024] float32 item vectors from item_encoder.onnx; lengths [B] int64 in 1..L",
         "output": "query [B, 1024] float32; width-s query = first s columns; score = dot with item_vectors[:, :s]",
         "matryoshka_sizes": ",".join(map(str, M.SIZES)),
         "blocks": str(nb),
-    })
+    }
+    if step:
+        step_in, step_out = add_step_branch(g, params, lru_params)
+        inputs += step_in
+        outputs += step_out
+        meta.update(STEP_META)
+    graph = helper.make_graph(g.nodes, "fmrlrec_query_encoder", inputs, outputs, initializer=g.inits)
+    return _finish(graph, meta)
 
 
 def build_item_model(params) -> onnx.ModelProto:
@@ -244,6 +367,9 @@ def ort_session(path):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
+    # errors only: query_encoder.onnx's step inputs are initializers with empty defaults, and
+    # ONNX Runtime warns at every load that it will not constant-fold them (intended)
+    so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -296,6 +422,74 @@ def make_fixtures(out_dir: Path, data_dir: str, features_path: str):
     print(f"wrote {fdir / 'query_encoder_reference.json'} (lengths {lengths.tolist()})", file=sys.stderr)
 
 
+def _f32_list(row):
+    """Shortest decimal strings that read back as the same float32 (smaller JSON)."""
+    return [float(str(np.float32(v))) for v in row]
+
+
+STEP_CHECKPOINTS = (1, 2, 49, 50, 51, 120)
+
+
+def run_steps(query, vecs, rows, nb):
+    """Feeds each history in rows (item-id lists) to the step interface one item at a time, the
+    users batched (a user leaves the batch after its last item). Returns per user the list of
+    step queries (one per item) and the final state {name: [1024]}."""
+    B = len(rows)
+    state = {n: np.zeros((B, M.D), np.float32) for i in range(nb) for n in state_names(i)[0]}
+    queries = [[] for _ in rows]
+    empty = {"history": np.zeros((0, 1, M.D), np.float32), "lengths": np.zeros((0,), np.int64)}
+    out_names = ["step_query"] + [n for i in range(nb) for n in state_names(i)[1]]
+    for t in range(max(len(r) for r in rows)):
+        act = np.array([b for b, r in enumerate(rows) if len(r) > t])
+        feed = {"item": vecs[np.array([rows[b][t] for b in act]) - 1], **empty}
+        feed.update({n: v[act] for n, v in state.items()})
+        out = dict(zip(out_names, query.run(out_names, feed)))
+        for i in range(nb):
+            (ir, ii), (orr, oi) = state_names(i)
+            state[ir][act], state[ii][act] = out[orr], out[oi]
+        for k, b in enumerate(act):
+            queries[b].append(out["step_query"][k])
+    return queries, state
+
+
+def make_step_fixture(out_dir: Path, data_dir: str, features_path: str):
+    """Real histories fed item by item through the step interface, for a Rust `ort` test."""
+    import data as D
+
+    feats = D.load_features(features_path)
+    seqs = [s[:-1] for s in D.load_sequences(data_dir)]            # test-split histories, uncapped
+    item = ort_session(out_dir / "item_encoder.onnx")
+    query = ort_session(out_dir / "query_encoder.onnx")
+    vecs = item.run(None, {"features": feats})[0]
+    nb = sum(1 for t in onnx.load(str(out_dir / "query_encoder.onnx")).graph.initializer
+             if t.name.endswith(".nu_log"))
+    lens = np.array([len(s) for s in seqs])
+    # lengths 120, 51, 2, 1: the most recent items of real histories (Beauty has none under 4)
+    picks = [int(np.nonzero(lens >= 120)[0][0]), int(np.nonzero(lens == 51)[0][0]),
+             int(np.nonzero(lens == 5)[0][0]), int(np.nonzero(lens == 6)[0][0])]
+    rows = [seqs[u][-n:] for u, n in zip(picks, (120, 51, 2, 1))]
+    queries, state = run_steps(query, vecs, rows, nb)
+    fx = {
+        "description": "Real test-split histories (their most recent items, oldest first) fed one item at a time "
+                       "through the step interface of datasets/beauty/query_encoder.onnx (item, state_b{i}_re/im "
+                       "-> step_query, next_state_b{i}_re/im), starting from zero states, by ONNX Runtime 1.32 "
+                       "(CPU). step_queries[u][str(n)] is the query after the first n items of user u, for n in "
+                       "checkpoints. final_state is user 0's state after all its items, laid out as "
+                       "[block][re, im][1024]. Item vectors as in query_encoder_reference.json. Window rule: "
+                       "the query after n items equals the full encoder's query of the last min(n, 50) of them.",
+        "tolerance_max_abs": 1e-4,
+        "users": [int(u) + 1 for u in picks],
+        "item_ids": rows,
+        "checkpoints": list(STEP_CHECKPOINTS),
+        "step_queries": [{str(n): _f32_list(qs[n - 1]) for n in STEP_CHECKPOINTS if n <= len(qs)} for qs in queries],
+        "blocks": nb,
+        "final_state": [_f32_list(state[n][0]) for i in range(nb) for n in state_names(i)[0]],
+    }
+    path = out_dir / "fixtures" / "query_encoder_step_reference.json"
+    path.write_text(json.dumps(fx) + "\n")
+    print(f"wrote {path} (lengths {[len(r) for r in rows]})", file=sys.stderr)
+
+
 def main(argv=None):
     import data as D
 
@@ -304,9 +498,17 @@ def main(argv=None):
     ap.add_argument("--out-dir", default="datasets/beauty")
     ap.add_argument("--data-dir", default="../shared/datasets")
     ap.add_argument("--features", default="datasets/beauty/item_features.npy")
+    ap.add_argument("--from-onnx", metavar="DIR",
+                    help="take the weights from DIR's item_encoder.onnx and query_encoder.onnx instead of "
+                         "--params (the trained npz is not committed; the ONNX files hold the same weights, "
+                         "and rebuilding from them reproduces them byte for byte)")
     ap.add_argument("--no-fixtures", action="store_true")
     args = ap.parse_args(argv)
-    params = M.load_params(D.resolve(args.params))
+    if args.from_onnx:
+        src = D.resolve(args.from_onnx)
+        params = params_from_onnx(src / "query_encoder.onnx", src / "item_encoder.onnx")
+    else:
+        params = M.load_params(D.resolve(args.params))
     out = D.resolve(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, builder in (("item_encoder.onnx", build_item_model), ("query_encoder.onnx", build_query_model)):
@@ -316,6 +518,7 @@ def main(argv=None):
               file=sys.stderr)
     if not args.no_fixtures:
         make_fixtures(out, args.data_dir, args.features)
+        make_step_fixture(out, args.data_dir, args.features)
 
 
 if __name__ == "__main__":
