@@ -391,8 +391,10 @@ impl ItemEncoder {
 /// A user's history of item vectors → query vector (`query_encoder.onnx`:
 /// `history [B, L, D]` left-aligned, oldest first, + `lengths [B]` → `query [B, D]`).
 pub struct QueryEncoder {
-    session: Mutex<Session>,
+    pub(crate) session: Mutex<Session>,
     dim: usize,
+    /// Whether the file has the step interface ([`crate::stream`]).
+    pub(crate) step: crate::stream::StepInterface,
 }
 
 impl QueryEncoder {
@@ -407,6 +409,7 @@ impl QueryEncoder {
             });
         }
         Ok(QueryEncoder {
+            step: crate::stream::StepInterface::detect(&session, path, out_dim),
             session: Mutex::new(session),
             dim: out_dim,
         })

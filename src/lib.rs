@@ -55,7 +55,8 @@
 //! one writer at a time change an index directory; [`exact`]
 //! is brute force for ground truth; [`threads`] makes rayon pools. Feature `build`: `build`
 //! (`IndexBuilder`), `tune` (chooses default plans), `synth` (Matryoshka-like test data).
-//! Feature `encoder`: `encoder` (the ONNX encoders). Feature `bench`: `bench`.
+//! Feature `encoder`: `encoder` (the ONNX encoders), `stream` (a user's query-encoder state
+//! carried forward one item at a time). Feature `bench`: `bench`.
 
 #![warn(missing_docs)]
 
@@ -83,6 +84,8 @@ pub mod search;
 pub mod simd;
 pub mod space;
 pub mod store;
+#[cfg(feature = "encoder")]
+pub mod stream;
 #[cfg(feature = "build")]
 pub mod synth;
 pub mod threads;
@@ -115,6 +118,10 @@ pub enum Error {
     #[cfg(feature = "encoder")]
     #[error(transparent)]
     Encoder(#[from] encoder::EncoderError),
+    /// Streaming user states through the query encoder.
+    #[cfg(feature = "encoder")]
+    #[error(transparent)]
+    Stream(#[from] stream::StreamError),
     /// A search plan.
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
