@@ -56,7 +56,8 @@
 //! is brute force for ground truth; [`threads`] makes rayon pools. Feature `build`: `build`
 //! (`IndexBuilder`), `tune` (chooses default plans), `synth` (Matryoshka-like test data).
 //! Feature `encoder`: `encoder` (the ONNX encoders), `stream` (a user's query-encoder state
-//! carried forward one item at a time). Feature `bench`: `bench`.
+//! carried forward one item at a time). Feature `bench`: `bench`. Feature `serve`: `serve`
+//! (the HTTP service: search, recommendations, streaming users, metrics, hot reload).
 
 #![warn(missing_docs)]
 
@@ -81,6 +82,8 @@ pub mod plan;
 pub mod progress;
 pub mod rowset;
 pub mod search;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod simd;
 pub mod space;
 pub mod store;
@@ -132,6 +135,10 @@ pub enum Error {
     #[cfg(feature = "bench")]
     #[error(transparent)]
     Bench(#[from] bench::BenchError),
+    /// The HTTP service could not start or failed.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Serve(#[from] serve::ServeError),
     /// A command-line argument, or a combination of them, that cannot work (the message
     /// names the flag).
     #[error("{0}")]

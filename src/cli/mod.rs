@@ -7,6 +7,7 @@ mod demo;
 mod encode;
 mod info;
 mod search;
+mod serve;
 mod tune;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,9 @@ enum Command {
     /// Generate a Matryoshka-like set, build an index, and report recall@10 and queries per
     /// second against exact search. Needs no arguments.
     Demo(demo::DemoArgs),
+    /// Serve the index (and the query encoder) over HTTP: search, recommendations, streaming
+    /// user states, health, metrics and hot reload.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command, prints any error with its causes.
@@ -72,6 +76,7 @@ pub fn run() -> ExitCode {
         Command::Recommend(a) => encode::run_recommend(a),
         Command::Eval(a) => encode::run_eval(a),
         Command::EncodeQueries(a) => encode::run_encode_queries(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
