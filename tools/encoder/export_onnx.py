@@ -161,7 +161,7 @@ def add_step_branch(g: G, params, lru_params):
 
     The computation sits in the then-branch of an If on N > 0, so a run that leaves the step
     inputs at their empty defaults (a caller of the full branch) executes one If node and an
-    else-branch of Identity nodes, not the ~360 nodes of the step on empty tensors.
+    else-branch of Identity nodes, not the 355 nodes of the step on empty tensors.
     Returns the graph inputs and outputs to add.
     """
     nb = len(params["blocks"])
@@ -223,9 +223,18 @@ STEP_META = {
                    "zeros for a user with no history). All default to empty batches (N = 0).",
     "step_outputs": "step_query [N, 1024] float32 (= query of the history including item); "
                     "next_state_b{i}_re, next_state_b{i}_im [N, 1024] float32 (the state to carry)",
-    "step_window": "max |lam| = 0.2154, |lam|^50 < 1e-33: streaming a whole history equals re-encoding "
-                   "its last 50 items within float32 rounding",
 }
+
+
+def window_note(params, window: int = 50) -> str:
+    """The window rule as the trained |lam| = exp(-exp(nu_log)) gives it (metadata step_window)."""
+    lam = max(float(np.exp(-np.exp(np.asarray(p["nu_log"], np.float64))).max()) for p in params["blocks"])
+    if window * lam ** window < 1e-20:
+        rule = (f"streaming a whole history equals re-encoding its last {window} items within float32 "
+                "rounding")
+    else:
+        rule = f"streaming a whole history does NOT equal re-encoding its last {window} items"
+    return f"max |lam| = {lam:.4f}, |lam|^{window} = {lam ** window:.1e}: {rule}"
 
 
 def build_query_model(params, step: bool = True) -> onnx.ModelProto:
@@ -302,7 +311,7 @@ def build_query_model(params, step: bool = True) -> onnx.ModelProto:
         step_in, step_out = add_step_branch(g, params, lru_params)
         inputs += step_in
         outputs += step_out
-        meta.update(STEP_META)
+        meta.update(STEP_META, step_window=window_note(params))
     graph = helper.make_graph(g.nodes, "fmrlrec_query_encoder", inputs, outputs, initializer=g.inits)
     return _finish(graph, meta)
 
