@@ -31,9 +31,28 @@
 //! A fresh state (all zeros, [`QueryEncoder::new_state`]) is a user with no history: its
 //! first step gives the full encoder's query of that one item.
 //!
-//! **Cost.** One step for one user versus re-encoding a 50-item history, measured in one run
-//! on this project's 2-core machine: see `docs/streaming.md`
-//! (`cargo run --release --example stream_cost`).
+//! ```no_run
+//! use mrl_index::encoder::QueryEncoder;
+//! use mrl_index::stream::UserState;
+//! use mrl_index::{Index, SearchParams};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let index = Index::open("beauty-index")?;
+//! let enc = QueryEncoder::open("datasets/beauty/query_encoder.onnx".as_ref())?;
+//! // Two users with no history yet; one interaction each arrives, stepped as one batch.
+//! let mut states = vec![enc.new_state()?, enc.new_state()?];
+//! let queries = enc.step_ids(&index, &mut states, &[12, 57])?; // users × dim
+//! let hits = index.search(&queries[..enc.dim()], 10, &SearchParams::default())?;
+//! // Keep a state between sessions (16,416 bytes for the Beauty model).
+//! let bytes = states[0].to_bytes();
+//! assert_eq!(UserState::from_bytes(&bytes)?, states[0]);
+//! # let _ = hits;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **Cost.** One step for one user against re-encoding a 50-item history, measured in one
+//! run: `cargo run --release --example stream_cost`, results in `docs/streaming.md`.
 //!
 //! **State bytes** ([`UserState::to_bytes`], [`UserState::from_bytes`]), all little-endian:
 //!
