@@ -159,7 +159,11 @@ impl Service {
                 }));
             }
         }
-        let users = Users::new(options.max_users);
+        let model = match &options.encoder {
+            Some(path) => users::model_fingerprint(path)?,
+            None => 0,
+        };
+        let users = Users::new(options.max_users, model);
         if let Some(path) = options.state_file.as_deref().filter(|p| p.exists()) {
             users.load(path, encoder.as_ref())?;
         }

@@ -11,11 +11,15 @@
 //! State file, little-endian, written atomically:
 //!
 //! ```text
-//! magic "MRLUSERS" | u32 version 1 | u32 dim | u64 users
+//! magic "MRLUSERS" | u32 version 1 | u32 model fingerprint | u32 dim | u64 users
 //! per user: u32 name bytes | name (UTF-8) | u64 history length | u64 ids…
 //!           | f32 query × dim | u32 state bytes | UserState::to_bytes
 //! u32 CRC-32 (IEEE) of every byte before it
 //! ```
+//!
+//! The model fingerprint is the CRC-32 of the query encoder file ([`model_fingerprint`]):
+//! states are only meaningful for the weights that made them, so a file written with
+//! another model is refused at start instead of silently answering with foreign states.
 
 use super::api::ApiError;
 use super::metrics::Metrics;
@@ -104,6 +108,16 @@ impl Table {
 pub struct Users {
     table: Mutex<Table>,
     max: usize,
+    model: u32,
+}
+
+/// The fingerprint of the query encoder at `path`: the CRC-32 of its bytes.
+pub fn model_fingerprint(path: &Path) -> Result<u32, UsersError> {
+    let bytes = std::fs::read(path).map_err(|source| UsersError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(crc32fast::hash(&bytes))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -134,11 +148,13 @@ fn stream_error(e: StreamError) -> ApiError {
 }
 
 impl Users {
-    /// No users yet; at most `max` (at least 1) are held.
-    pub fn new(max: usize) -> Users {
+    /// No users yet; at most `max` (at least 1) are held; their states belong to the model
+    /// with fingerprint `model` ([`model_fingerprint`]; 0 without an encoder).
+    pub fn new(max: usize, model: u32) -> Users {
         Users {
             table: Mutex::new(Table::default()),
             max: max.max(1),
+            model,
         }
     }
 
@@ -252,6 +268,7 @@ impl Users {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.model.to_le_bytes());
         let dim = entries
             .first()
             .map_or(0, |(_, e)| lock(e).query.len() as u32);
@@ -291,7 +308,13 @@ impl Users {
             path: path.to_path_buf(),
             what,
         };
-        let entries = parse_state_file(&bytes).map_err(corrupt)?;
+        let (model, entries) = parse_state_file(&bytes).map_err(corrupt)?;
+        if model != self.model {
+            return Err(corrupt(format!(
+                "written with another query encoder (model fingerprint {model:08x}, this one {:08x}): its states mean nothing to this model; move the file away or start with the model that wrote it",
+                self.model
+            )));
+        }
         if let Some(enc) = encoder {
             let fresh = enc
                 .new_state()
@@ -322,8 +345,8 @@ impl Users {
 }
 
 /// Reads a state file's bytes (every length checked against what is left).
-fn parse_state_file(bytes: &[u8]) -> Result<Vec<(String, Entry)>, String> {
-    if bytes.len() < 28 {
+fn parse_state_file(bytes: &[u8]) -> Result<(u32, Vec<(String, Entry)>), String> {
+    if bytes.len() < 32 {
         return Err(format!("{} bytes, shorter than the header", bytes.len()));
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
@@ -338,6 +361,7 @@ fn parse_state_file(bytes: &[u8]) -> Result<Vec<(String, Entry)>, String> {
     if version != VERSION {
         return Err(format!("version {version}, this build reads {VERSION}"));
     }
+    let model = r.u32()?;
     let dim = r.u32()? as usize;
     let users = r.u64()?;
     let mut out = Vec::new();
@@ -382,7 +406,7 @@ fn parse_state_file(bytes: &[u8]) -> Result<Vec<(String, Entry)>, String> {
     if r.at != body.len() {
         return Err(format!("{} bytes after the last user", body.len() - r.at));
     }
-    Ok(out)
+    Ok((model, out))
 }
 
 struct Reader<'a> {
@@ -429,7 +453,7 @@ mod tests {
 
     #[test]
     fn least_recently_used_is_evicted() {
-        let users = Users::new(2);
+        let users = Users::new(2, 7);
         let mut t = lock(&users.table);
         assert_eq!(t.insert("a", Arc::new(Mutex::new(entry(1, 4))), 2), 0);
         assert_eq!(t.insert("b", Arc::new(Mutex::new(entry(1, 4))), 2), 0);
@@ -444,14 +468,14 @@ mod tests {
     fn state_file_round_trips_and_refuses_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.state");
-        let users = Users::new(10);
+        let users = Users::new(10, 7);
         {
             let mut t = lock(&users.table);
             t.insert("alice", Arc::new(Mutex::new(entry(3, 8))), 10);
             t.insert("bob", Arc::new(Mutex::new(entry(5, 8))), 10);
         }
         users.save(&path).unwrap();
-        let again = Users::new(10);
+        let again = Users::new(10, 7);
         assert_eq!(again.load(&path, None).unwrap(), 2);
         for name in ["alice", "bob"] {
             let a = lock(&users.table).touch(name).unwrap();
@@ -464,15 +488,18 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            let err = Users::new(10).load(&path, None).unwrap_err();
+            let err = Users::new(10, 7).load(&path, None).unwrap_err();
             assert!(matches!(err, UsersError::Corrupt { .. }), "{err}");
         }
         let mut flipped = bytes.clone();
         flipped[40] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
-        let err = Users::new(10).load(&path, None).unwrap_err().to_string();
+        let err = Users::new(10, 7).load(&path, None).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        let missing = Users::new(10).load(&dir.path().join("none"), None);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Users::new(10, 8).load(&path, None).unwrap_err().to_string();
+        assert!(err.contains("another query encoder"), "{err}");
+        let missing = Users::new(10, 7).load(&dir.path().join("none"), None);
         assert!(matches!(missing, Err(UsersError::Io { .. })));
     }
 }
