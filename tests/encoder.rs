@@ -7,73 +7,20 @@
 //! still run the rest of the suite; with `MRL_REQUIRE_ONNX_RUNTIME=1` (CI sets it, after
 //! installing the runtime) a missing runtime fails them instead.
 
+mod beauty;
+
+use beauty::{data, floats, item_vectors, json, max_abs_diff, runtime_present};
 use mrl_index::encoder::{EncoderError, ItemEncoder, QueryEncoder};
-use mrl_index::ingest::{read_matrix_f32, MatrixSource, VectorSource};
+use mrl_index::ingest::MatrixSource;
 use mrl_index::progress::NoProgress;
 use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-/// Whether ONNX Runtime can be loaded; if not, prints why `test` is skipped, or panics
-/// where the environment requires the runtime.
-fn runtime_present(test: &str) -> bool {
-    match mrl_index::encoder::find_runtime() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("MRL_REQUIRE_ONNX_RUNTIME").is_some_and(|v| v == "1") => {
-            panic!("{test}: MRL_REQUIRE_ONNX_RUNTIME=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            false
-        }
-    }
-}
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/beauty")
-        .join(name)
-}
-
 fn reference() -> &'static serde_json::Value {
     static R: OnceLock<serde_json::Value> = OnceLock::new();
-    R.get_or_init(|| {
-        let text = std::fs::read_to_string(data("fixtures/query_encoder_reference.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    })
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// All item vectors, from the item encoder over the committed features.
-fn item_vectors() -> &'static (Vec<f32>, usize) {
-    static V: OnceLock<(Vec<f32>, usize)> = OnceLock::new();
-    V.get_or_init(|| {
-        let enc = ItemEncoder::open(&data("item_encoder.onnx")).expect(
-            "ONNX Runtime and the item encoder load (run `bash tools/install-runtime.sh` first)",
-        );
-        let features = read_matrix_f32(&data("item_features.npy")).unwrap();
-        assert_eq!(features.dim(), enc.in_dim());
-        (
-            enc.encode(features.as_slice(), 2048).unwrap(),
-            enc.out_dim(),
-        )
-    })
+    R.get_or_init(|| json("fixtures/query_encoder_reference.json"))
 }
 
 #[test]

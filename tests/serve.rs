@@ -3,8 +3,11 @@
 //! re-encoding, the state file across a restart, and SIGTERM draining the binary.
 #![cfg(all(feature = "serve", feature = "build"))]
 
-use mrl_index::encoder::{ItemEncoder, QueryEncoder};
-use mrl_index::ingest::{read_matrix_f32, MatrixSource, VectorSource};
+mod beauty;
+
+use beauty::{data, item_vectors, runtime_present};
+use mrl_index::encoder::QueryEncoder;
+use mrl_index::ingest::MatrixSource;
 use mrl_index::progress::NoProgress;
 use mrl_index::serve::{serve_until, Limits, ServeOptions, Service};
 use mrl_index::synth::MatryoshkaLike;
@@ -12,8 +15,8 @@ use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 const DIM: usize = 64;
@@ -434,38 +437,14 @@ fn sigterm_drains_and_exits_zero() {
 
 // ---- with the query encoder (needs ONNX Runtime)
 
-fn runtime_present(test: &str) -> bool {
-    match mrl_index::encoder::find_runtime() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("MRL_REQUIRE_ONNX_RUNTIME").is_some_and(|v| v == "1") => {
-            panic!("{test}: MRL_REQUIRE_ONNX_RUNTIME=1 but {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            false
-        }
-    }
-}
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("datasets/beauty")
-        .join(name)
-}
-
 /// The first 3,000 Beauty items (P5 ids 1..=3000) through the item encoder, indexed.
 fn beauty_index(dir: &Path) {
-    static V: OnceLock<Vec<f32>> = OnceLock::new();
-    let vectors = V.get_or_init(|| {
-        let enc = ItemEncoder::open(&data("item_encoder.onnx")).unwrap();
-        let f = read_matrix_f32(&data("item_features.npy")).unwrap();
-        enc.encode(&f.as_slice()[..3000 * f.dim()], 1024).unwrap()
-    });
+    let (vectors, d) = item_vectors();
     let ids: Vec<u64> = (1..=3000).collect();
     IndexBuilder::new()
         .threads(2)
         .build(
-            &MatrixSource::new(vectors.clone(), 1024).unwrap(),
+            &MatrixSource::new(vectors[..3000 * d].to_vec(), *d).unwrap(),
             Some(&ids),
             dir,
             &NoProgress,
