@@ -76,6 +76,28 @@ fn ensure_runtime(py: Python<'_>, runtime: Option<&Path>) -> PyResult<()> {
     Ok(())
 }
 
+/// Loads ONNX Runtime (see the module documentation), then the model at `path` with
+/// `open`, without the GIL.
+fn open_model<T: Send>(
+    py: Python<'_>,
+    path: &Path,
+    runtime: Option<&Path>,
+    open: fn(&Path) -> Result<T, EncoderError>,
+) -> PyResult<Arc<T>> {
+    ensure_runtime(py, runtime)?;
+    let model = py.detach(|| open(path)).map_err(encoder_err)?;
+    Ok(Arc::new(model))
+}
+
+/// `(cls, (path,))`: pickles a model as its path; unpickling loads it again.
+fn reduce_to_path<'py>(
+    cls: Bound<'py, pyo3::types::PyType>,
+    path: &Path,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let args = PyTuple::new(cls.py(), [path.to_path_buf()])?;
+    PyTuple::new(cls.py(), [cls.into_any(), args.into_any()])
+}
+
 /// The fMRLRec query encoder (`query_encoder.onnx`): histories of item vectors → query
 /// vectors.
 #[pyclass(module = "mrl_index._mrl_index", name = "QueryEncoder", frozen)]
@@ -96,15 +118,8 @@ impl PyQueryEncoder {
     #[new]
     #[pyo3(signature = (path, *, runtime=None))]
     fn new(py: Python<'_>, path: PathBuf, runtime: Option<PathBuf>) -> PyResult<Self> {
-        ensure_runtime(py, runtime.as_deref())?;
-        let p = path.clone();
-        let inner = py
-            .detach(move || QueryEncoder::open(&p))
-            .map_err(encoder_err)?;
-        Ok(PyQueryEncoder {
-            inner: Arc::new(inner),
-            path,
-        })
+        let inner = open_model(py, &path, runtime.as_deref(), QueryEncoder::open)?;
+        Ok(PyQueryEncoder { inner, path })
     }
 
     /// The vector dimension D (of item vectors and queries).
@@ -197,9 +212,7 @@ impl PyQueryEncoder {
 
     /// Pickles as its path (and loads the model again when unpickled).
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let cls = py.get_type::<PyQueryEncoder>();
-        let args = PyTuple::new(py, [self.path.clone()])?;
-        PyTuple::new(py, [cls.into_any(), args.into_any()])
+        reduce_to_path(py.get_type::<PyQueryEncoder>(), &self.path)
     }
 
     fn __repr__(&self) -> String {
@@ -224,15 +237,8 @@ impl PyItemEncoder {
     #[new]
     #[pyo3(signature = (path, *, runtime=None))]
     fn new(py: Python<'_>, path: PathBuf, runtime: Option<PathBuf>) -> PyResult<Self> {
-        ensure_runtime(py, runtime.as_deref())?;
-        let p = path.clone();
-        let inner = py
-            .detach(move || ItemEncoder::open(&p))
-            .map_err(encoder_err)?;
-        Ok(PyItemEncoder {
-            inner: Arc::new(inner),
-            path,
-        })
+        let inner = open_model(py, &path, runtime.as_deref(), ItemEncoder::open)?;
+        Ok(PyItemEncoder { inner, path })
     }
 
     /// The feature dimension F.
@@ -279,9 +285,7 @@ impl PyItemEncoder {
 
     /// Pickles as its path (and loads the model again when unpickled).
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let cls = py.get_type::<PyItemEncoder>();
-        let args = PyTuple::new(py, [self.path.clone()])?;
-        PyTuple::new(py, [cls.into_any(), args.into_any()])
+        reduce_to_path(py.get_type::<PyItemEncoder>(), &self.path)
     }
 
     fn __repr__(&self) -> String {
@@ -340,13 +344,7 @@ pub(crate) fn recommend(
     lists: &[Vec<u64>],
     r: &Recommend<'_>,
 ) -> Result<Vec<Vec<Hit>>, EncoderError> {
-    if index.dim() != enc.dim() {
-        return Err(EncoderError::DimensionMismatch {
-            what: "index vectors for the query encoder",
-            expected: enc.dim(),
-            got: index.dim(),
-        });
-    }
+    // encode_ids_batch refuses an index of another dimension.
     let queries = encode_ids(enc, index, lists)?;
     let d = enc.dim();
     queries
