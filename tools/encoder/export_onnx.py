@@ -149,6 +149,20 @@ def state_names(i):
     return (f"state_b{i}_re", f"state_b{i}_im"), (f"next_state_b{i}_re", f"next_state_b{i}_im")
 
 
+def block_out(g, p, pre, x, h_re, h_im):
+    """A block after its LRU: x + Re(C h), then pre-LN -> gated FFN -> residual (the same
+    nodes in the full and the step branch)."""
+    out = g.op("Sub", [mrl_linear(g, h_re, p["C_re_w"], p["C_re_b"], f"{pre}.C_re"),
+                       mrl_linear(g, h_im, p["C_im_w"], None, f"{pre}.C_im", with_bias=False)])
+    h = g.op("Add", [x, out])
+    y2 = mrl_layernorm(g, h, p["ln2_g"], p["ln2_b"], f"{pre}.ln2")
+    gt = mrl_linear(g, y2, p["gate_w"], p["gate_b"], f"{pre}.gate")
+    gt = g.op("Mul", [gt, g.op("Sigmoid", [gt])])                  # SiLU
+    a = mrl_linear(g, y2, p["w1_w"], p["w1_b"], f"{pre}.w1")
+    f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
+    return g.op("Add", [h, f])
+
+
 def add_step_branch(g: G, params, lru_params):
     """The step interface: one new item per user, the carried LRU states in, the query and the
     new states out. It reads the same initializers (and float32 Casts) as the full branch.
@@ -185,15 +199,7 @@ def add_step_branch(g: G, params, lru_params):
         n_re = g.op("Add", [g.op("Sub", [g.op("Mul", [l_re, h_re]), g.op("Mul", [l_im, h_im])]), u_re])
         n_im = g.op("Add", [g.op("Add", [g.op("Mul", [l_re, h_im]), g.op("Mul", [l_im, h_re])]), u_im])
         step_out += [n_re, n_im]
-        out = g.op("Sub", [mrl_linear(g, n_re, p["C_re_w"], p["C_re_b"], f"{pre}.C_re"),
-                           mrl_linear(g, n_im, p["C_im_w"], None, f"{pre}.C_im", with_bias=False)])
-        h = g.op("Add", [x, out])
-        y2 = mrl_layernorm(g, h, p["ln2_g"], p["ln2_b"], f"{pre}.ln2")
-        gt = mrl_linear(g, y2, p["gate_w"], p["gate_b"], f"{pre}.gate")
-        gt = g.op("Mul", [gt, g.op("Sigmoid", [gt])])                  # SiLU
-        a = mrl_linear(g, y2, p["w1_w"], p["w1_b"], f"{pre}.w1")
-        f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
-        x = g.op("Add", [h, f])
+        x = block_out(g, p, pre, x, n_re, n_im)
     if len(g._casts) != n_casts:
         raise AssertionError("the step branch must only reuse the full branch's weights")
     then_outs = [g.op("Identity", [t]) for t in [x] + step_out]
@@ -287,15 +293,7 @@ def build_query_model(params, step: bool = True) -> onnx.ModelProto:
         h_im = g.op("Add", [decay_mix(g, P_re, u_im), decay_mix(g, P_im, u_re)])
         if final:
             h_re, h_im, x = gather_last(h_re), gather_last(h_im), gather_last(x)
-        out = g.op("Sub", [mrl_linear(g, h_re, p["C_re_w"], p["C_re_b"], f"{pre}.C_re"),
-                           mrl_linear(g, h_im, p["C_im_w"], None, f"{pre}.C_im", with_bias=False)])
-        h = g.op("Add", [x, out])
-        y2 = mrl_layernorm(g, h, p["ln2_g"], p["ln2_b"], f"{pre}.ln2")
-        gt = mrl_linear(g, y2, p["gate_w"], p["gate_b"], f"{pre}.gate")
-        gt = g.op("Mul", [gt, g.op("Sigmoid", [gt])])                  # SiLU
-        a = mrl_linear(g, y2, p["w1_w"], p["w1_b"], f"{pre}.w1")
-        f = mrl_linear(g, g.op("Mul", [gt, a]), p["w2_w"], p["w2_b"], f"{pre}.w2")
-        x = g.op("Add", [h, f])
+        x = block_out(g, p, pre, x, h_re, h_im)
     g.nodes.append(helper.make_node("Squeeze", [x, g.const_i64([1])], ["query"], name="squeeze_query"))
     inputs = [helper.make_tensor_value_info("history", F32, ["B", "L", M.D]),
               helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"])]
