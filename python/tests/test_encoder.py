@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -130,28 +129,12 @@ def test_recommend_excludes_the_history(encoders, beauty, reference):
     assert (planned == index.search(queries, k=10, plan=plan, exclude=histories)[0]).all()
 
 
-def test_recommend_releases_the_gil(encoders, beauty):
+def test_recommend_releases_the_gil(encoders, beauty, ticks_during):
     _, query_encoder = encoders
     index, _, _ = beauty
     rng = np.random.default_rng(3)
     histories = [rng.integers(1, len(index) + 1, size=20).tolist() for _ in range(60)]
-    ticks = 0
-    done = threading.Event()
-
-    def tick():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    t = threading.Thread(target=tick)
-    t.start()
-    try:
-        before = ticks
-        index.recommend(histories, k=10, encoder=query_encoder, threads=1)
-        during = ticks - before
-    finally:
-        done.set()
-        t.join()
+    during = ticks_during(lambda: index.recommend(histories, k=10, encoder=query_encoder, threads=1))
     assert during > 1000, during
 
 

@@ -6,7 +6,6 @@ import os
 import pickle
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -119,26 +118,10 @@ def test_filters(built):
         index.search(q, k=3, exclude=per_query[:3])
 
 
-def test_search_releases_the_gil(built):
+def test_search_releases_the_gil(built, ticks_during):
     index, _, _, _ = built
     q = matryoshka_like(3000, 5)
-    ticks = 0
-    done = threading.Event()
-
-    def tick():
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-
-    t = threading.Thread(target=tick)
-    t.start()
-    try:
-        before = ticks
-        index.exact_search(q, 10, threads=1)
-        during = ticks - before
-    finally:
-        done.set()
-        t.join()
+    during = ticks_during(lambda: index.exact_search(q, 10, threads=1))
     # With the GIL held for the whole call the other thread could not run at all.
     assert during > 1000, during
 
