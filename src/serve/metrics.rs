@@ -33,12 +33,17 @@ struct Histogram {
     sum: f64,
 }
 
+/// Requests by (endpoint, status) and latency by endpoint, under one lock.
+#[derive(Default)]
+struct Counts {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+}
+
 /// Counters and histograms, shared by every request.
 #[derive(Default)]
 pub struct Metrics {
-    /// (endpoint, status) → requests.
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    counts: Mutex<Counts>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     evicted: AtomicU64,
@@ -47,12 +52,10 @@ pub struct Metrics {
 impl Metrics {
     /// Records one request to `endpoint` answered with `status` after `elapsed`.
     pub fn record(&self, endpoint: &'static str, status: u16, elapsed: Duration) {
-        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        *r.entry((endpoint, status)).or_default() += 1;
-        drop(r);
         let secs = elapsed.as_secs_f64();
-        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = l.entry(endpoint).or_default();
+        let mut c = self.counts();
+        *c.requests.entry((endpoint, status)).or_default() += 1;
+        let h = c.latency.entry(endpoint).or_default();
         for (i, &b) in BUCKETS.iter().enumerate() {
             if secs <= b {
                 h.buckets[i] += 1;
@@ -60,6 +63,10 @@ impl Metrics {
         }
         h.count += 1;
         h.sum += secs;
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a reload's outcome.
@@ -78,8 +85,9 @@ impl Metrics {
 
     /// The requests answered so far with `status` (all endpoints).
     pub fn requests_with_status(&self, status: u16) -> u64 {
-        let r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        r.iter()
+        self.counts()
+            .requests
+            .iter()
             .filter(|((_, s), _)| *s == status)
             .map(|(_, n)| n)
             .sum()
@@ -91,9 +99,10 @@ impl Metrics {
         let mut s = String::new();
         s.push_str("# HELP mrl_requests_total HTTP requests answered, by endpoint and status.\n");
         s.push_str("# TYPE mrl_requests_total counter\n");
+        let c = self.counts();
         let errors: u64;
         {
-            let r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+            let r = &c.requests;
             for ((endpoint, status), n) in r.iter() {
                 let _ = writeln!(
                     s,
@@ -114,8 +123,7 @@ impl Metrics {
         );
         s.push_str("# TYPE mrl_request_duration_seconds histogram\n");
         {
-            let l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-            for (endpoint, h) in l.iter() {
+            for (endpoint, h) in c.latency.iter() {
                 for (i, b) in BUCKETS.iter().enumerate() {
                     let _ = writeln!(
                         s,
