@@ -42,6 +42,7 @@ impl AtomicFile {
             ".{name}.tmp-{}-{count}-{nonce:08x}",
             std::process::id()
         ));
+        crate::fault::point()?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -71,16 +72,17 @@ impl AtomicFile {
             .writer
             .take()
             .expect("AtomicFile committed twice (internal error)");
-        let published = writer
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|file| file.sync_all())
+        let published = crate::fault::point()
+            .and_then(|()| writer.into_inner().map_err(|e| e.into_error()))
+            .and_then(|file| crate::fault::point().and_then(|()| file.sync_all()))
+            .and_then(|()| crate::fault::point())
             .and_then(|()| fs::rename(&self.tmp_path, &self.final_path));
         if let Err(e) = published {
             // Not published: nothing to report if the removal fails too.
             let _ = fs::remove_file(&self.tmp_path);
             return Err(e);
         }
+        crate::fault::point()?;
         sync_dir(parent_dir(&self.final_path))?;
         Ok(self.final_path.clone())
     }
@@ -88,6 +90,7 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::fault::point()?;
         self.writer().write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -266,6 +266,17 @@ pub struct IndexBuilder {
     code_dim: Option<usize>,
     sample_queries: Option<SampleQueries>,
     target_recall: Option<f64>,
+    /// Compaction without sample queries: the base's fitted maps and plan, kept.
+    reuse: Option<Reuse>,
+}
+
+/// What a compaction without sample queries keeps of the base it replaces.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Reuse {
+    /// The base's learned space (its maps re-encode every live item), if it has one.
+    pub fitted: Option<crate::space::learn::Fitted>,
+    /// The base's default plan text (the layout is unchanged, so it still applies).
+    pub plan: Option<String>,
 }
 
 impl Default for IndexBuilder {
@@ -283,6 +294,7 @@ impl Default for IndexBuilder {
             code_dim: None,
             sample_queries: None,
             target_recall: Some(DEFAULT_TARGET_RECALL),
+            reuse: None,
         }
     }
 }
@@ -412,6 +424,12 @@ impl IndexBuilder {
         self
     }
 
+    /// Keeps the base's maps and plan instead of fitting and tuning (compaction).
+    pub(crate) fn reuse(mut self, reuse: Reuse) -> Self {
+        self.reuse = Some(reuse);
+        self
+    }
+
     /// Checks the parameters against the input's dimension and returns the widths to use.
     pub fn check(&self, dim: usize) -> Result<Vec<usize>, BuildError> {
         if !(2..=MAX_M).contains(&self.m) {
@@ -528,6 +546,42 @@ impl IndexBuilder {
                 let _ = fs::remove_dir(out_dir);
             }
         })?;
+        self.build_holding(source, ids, &widths, out_dir, progress, &lock, created_dir)
+    }
+
+    /// [`IndexBuilder::build`] by a writer that already holds the directory's lock (a
+    /// compaction replacing its base).
+    pub(crate) fn build_locked(
+        &self,
+        source: &dyn VectorSource,
+        ids: Option<&[u64]>,
+        out_dir: &Path,
+        progress: &dyn Progress,
+        lock: &WriterLock,
+    ) -> Result<BuildReport, BuildError> {
+        let widths = self.check(source.dim())?;
+        if source.len() == 0 {
+            return Err(BuildError::EmptyInput {
+                origin: source.origin(),
+            });
+        }
+        if let Some(ids) = ids {
+            check_ids(ids, source.len())?;
+        }
+        self.build_holding(source, ids, &widths, out_dir, progress, lock, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_holding(
+        &self,
+        source: &dyn VectorSource,
+        ids: Option<&[u64]>,
+        widths: &[usize],
+        out_dir: &Path,
+        progress: &dyn Progress,
+        lock: &WriterLock,
+        created_dir: bool,
+    ) -> Result<BuildReport, BuildError> {
         let mut cleanup = Cleanup {
             files: Vec::new(),
             dir: created_dir.then(|| out_dir.to_path_buf()),
@@ -535,8 +589,8 @@ impl IndexBuilder {
         };
         check_dir(out_dir, self.overwrite)?;
         let pool = crate::threads::pool(self.threads)?;
-        let report = pool
-            .install(|| self.build_into(source, ids, &widths, out_dir, progress, &mut cleanup))?;
+        let report =
+            pool.install(|| self.build_into(source, ids, widths, out_dir, progress, &mut cleanup))?;
         cleanup.disarm();
         Ok(report)
     }
@@ -548,7 +602,7 @@ impl IndexBuilder {
         widths: &[usize],
         out_dir: &Path,
         progress: &dyn Progress,
-        cleanup: &mut Cleanup,
+        cleanup: &mut Cleanup<'_>,
     ) -> Result<BuildReport, BuildError> {
         let n = source.len();
         let dim = source.dim();
@@ -584,9 +638,11 @@ impl IndexBuilder {
         let held = self.held_out(source)?;
         let code_dim = self.code_dim_for(dim);
         let coarse_code = self.coarse_dim.min(code_dim);
-        let (learned, cover) = match self.space {
-            SpaceChoice::Native => (None, None),
-            choice => {
+        let reused = self.reuse.as_ref().map(|r| r.fitted.clone());
+        let (learned, cover) = match (reused, self.space) {
+            (Some(fitted), _) => (fitted, None),
+            (None, SpaceChoice::Native) => (None, None),
+            (None, choice) => {
                 progress.stage("learning the coarse space", 0);
                 let fitted = fit(
                     source,
@@ -708,6 +764,7 @@ impl IndexBuilder {
             },
             space: space_ref,
             plan: None,
+            segments: None,
         };
 
         // Tune the default plan on the held-out queries, through the files just written.
@@ -754,7 +811,20 @@ impl IndexBuilder {
         let tune_seconds = t_tune.elapsed().as_secs_f64();
         // Always a plan section: it makes the manifest version 2, so a first-format
         // DEFAULT_PLAN file left in the directory is never read for this generation.
-        let published = tuned.clone().unwrap_or_else(|| {
+        let kept = self
+            .reuse
+            .as_ref()
+            .and_then(|r| r.plan.as_deref())
+            .and_then(|text| {
+                let layout = Index::assemble(out_dir, manifest.clone(), Default::default(), false)
+                    .ok()?
+                    .layout()
+                    .clone();
+                let d = DefaultPlan::parse(text).ok()?;
+                d.check_against_layout(&layout).ok()?;
+                Some(d)
+            });
+        let published = tuned.clone().or(kept).unwrap_or_else(|| {
             let layout = Index::assemble(out_dir, manifest.clone(), Default::default(), false)
                 .map(|i| i.layout().clone());
             let mut d = DefaultPlan::new(
@@ -775,7 +845,7 @@ impl IndexBuilder {
             .map_err(io_err(&mpath))?;
         // Published. From here on, failures only leave stale files behind.
         cleanup.files.clear();
-        remove_stale(out_dir, &cleanup.lock, &manifest.meta);
+        remove_stale(out_dir, &cleanup.lock, &manifest);
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Ok(BuildReport {
             n_items: n,
@@ -897,7 +967,10 @@ pub fn min_sample_queries(code_dim: usize) -> usize {
 }
 
 /// The first `coarse_dim` dims of every item, row-major.
-fn native_prefix(source: &dyn VectorSource, coarse_dim: usize) -> Result<Vec<f32>, BuildError> {
+pub(crate) fn native_prefix(
+    source: &dyn VectorSource,
+    coarse_dim: usize,
+) -> Result<Vec<f32>, BuildError> {
     let n = source.len();
     let dim = source.dim();
     let mut coarse = vec![0f32; n * coarse_dim];
@@ -916,22 +989,21 @@ fn native_prefix(source: &dyn VectorSource, coarse_dim: usize) -> Result<Vec<f32
 }
 
 /// Removes files written by a build that did not publish, and the directory if the build
-/// created it; then releases the writer lock.
-struct Cleanup {
+/// created it. The writer lock it borrows outlives it: released after everything is removed.
+struct Cleanup<'a> {
     files: Vec<PathBuf>,
     dir: Option<PathBuf>,
-    /// Released after `drop` has removed everything (fields drop after `Drop::drop`).
-    lock: WriterLock,
+    lock: &'a WriterLock,
 }
 
-impl Cleanup {
+impl Cleanup<'_> {
     fn disarm(&mut self) {
         self.files.clear();
         self.dir = None;
     }
 }
 
-impl Drop for Cleanup {
+impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         for f in &self.files {
             let _ = fs::remove_file(f);
@@ -1020,7 +1092,7 @@ fn check_dir(dir: &Path, overwrite: bool) -> Result<(), BuildError> {
 }
 
 /// A generation number not used by any file in `dir`.
-fn new_generation(dir: &Path) -> u64 {
+pub(crate) fn new_generation(dir: &Path) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -1028,13 +1100,15 @@ fn new_generation(dir: &Path) -> u64 {
     let mut g = now ^ (u64::from(std::process::id()) << 40);
     while dir.join(manifest::store_file_name(g)).exists()
         || dir.join(manifest::graph_file_name(g)).exists()
+        || dir.join(manifest::space_file_name(g)).exists()
+        || dir.join(crate::deletes::deletes_file_name(g)).exists()
     {
         g = g.wrapping_add(1);
     }
     g
 }
 
-fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
+pub(crate) fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
     use std::io::Read;
     let mut head = [0u8; 64];
     fs::File::open(path)
@@ -1049,16 +1123,16 @@ fn header_crc_of(path: &Path) -> Result<u32, BuildError> {
 
 /// Removes a first-format `DEFAULT_PLAN` (the new manifest carries the plans) and, under the
 /// writer lock, data files of other generations and leftover temporary files (best effort).
-fn remove_stale(dir: &Path, lock: &WriterLock, meta: &ManifestMeta) {
+fn remove_stale(dir: &Path, lock: &WriterLock, manifest: &Manifest) {
     let _ = fs::remove_file(dir.join(crate::default_plan::DEFAULT_PLAN_FILE));
-    lock.remove_leftovers(Some(meta));
+    lock.remove_leftovers(Some(manifest));
 }
 
 const SCAN_CHUNK: usize = 4096;
 
 /// Reads every row once, in parallel: rejects non-finite values (naming the first bad row and
 /// column) and computes the per-band norms (band-major).
-fn scan_source(
+pub(crate) fn scan_source(
     source: &dyn VectorSource,
     widths: &[usize],
     progress: &dyn Progress,

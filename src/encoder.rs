@@ -516,7 +516,7 @@ impl QueryEncoder {
 }
 
 /// The item vectors of `history` (external ids, oldest first; only the last [`MAX_HISTORY`])
-/// read from the index's store, row-major: the query encoder's input for one user.
+/// read from the index (any segment; deleted items are unknown), row-major: the query encoder's input for one user.
 pub fn gather_history(index: &Index, history: &[u64]) -> Result<Vec<f32>, EncoderError> {
     if history.is_empty() {
         return Err(EncoderError::EmptyHistory);
@@ -525,13 +525,9 @@ pub fn gather_history(index: &Index, history: &[u64]) -> Result<Vec<f32>, Encode
     let recent = &history[history.len().saturating_sub(MAX_HISTORY)..];
     let mut rows = vec![0f32; recent.len() * dim];
     for (i, &id) in recent.iter().enumerate() {
-        let row = index
-            .store()
-            .row_of(id)
-            .ok_or(EncoderError::UnknownItem { id })?;
-        index
-            .store()
-            .read_vector(row as usize, &mut rows[i * dim..(i + 1) * dim]);
+        if !index.read_item(id, &mut rows[i * dim..(i + 1) * dim]) {
+            return Err(EncoderError::UnknownItem { id });
+        }
     }
     Ok(rows)
 }

@@ -5,6 +5,7 @@
 //! width they are bitwise equal to the cascade's final scores.
 
 use crate::candidate::Candidate;
+use crate::deletes::DeleteBits;
 use crate::search::{Filter, Hit};
 use crate::simd;
 use crate::store::Store;
@@ -14,6 +15,18 @@ use std::collections::HashSet;
 /// The exact `k` best items for `query` by inner product over the first `n_bands` bands,
 /// best first, restricted by `filter`.
 pub fn top_k(store: &Store, query: &[f32], k: usize, n_bands: usize, filter: &Filter) -> Vec<Hit> {
+    top_k_live(store, query, k, n_bands, filter, None)
+}
+
+/// [`top_k`] over one segment of a live index, never returning a `deleted` row.
+pub fn top_k_live(
+    store: &Store,
+    query: &[f32],
+    k: usize,
+    n_bands: usize,
+    filter: &Filter,
+    deleted: Option<&DeleteBits>,
+) -> Vec<Hit> {
     let n = store.len();
     let mut scores = vec![0f32; n];
     for (b, band) in store.bands()[..n_bands].iter().enumerate() {
@@ -28,7 +41,9 @@ pub fn top_k(store: &Store, query: &[f32], k: usize, n_bands: usize, filter: &Fi
     let allow: Option<HashSet<u64>> = filter.allow.map(|a| a.iter().copied().collect());
     select_best(store, &scores, k, |row| {
         let id = store.id(row);
-        !deny.contains(&id) && allow.as_ref().is_none_or(|a| a.contains(&id))
+        !deny.contains(&id)
+            && allow.as_ref().is_none_or(|a| a.contains(&id))
+            && !deleted.is_some_and(|d| d.contains(row as u32))
     })
 }
 

@@ -2,12 +2,14 @@
 
 use crate::bytes::Bytes;
 use crate::default_plan::DefaultPlan;
+use crate::deletes::DeleteBits;
 use crate::exact;
 use crate::format::FormatError;
 use crate::graph::CoarseGraph;
 use crate::manifest::{self, Manifest, ManifestMeta};
 use crate::plan::{IndexLayout, SearchPlan, Space};
-use crate::search::{self, check_query, Filter, Hit, Scratch, SearchError, SearchParams};
+use crate::search::{self, check_query, Filter, Hit, Scratch, SearchError, SearchParams, Share};
+use crate::segment::Delta;
 use crate::space::LearnedSpace;
 use crate::store::Store;
 use rayon::prelude::*;
@@ -56,16 +58,25 @@ pub enum IndexError {
 }
 
 /// A read-only, memory-mapped index: the embedding store, the coarse graph and, for models
-/// whose native prefixes are weak, the learned coarse space.
+/// whose native prefixes are weak, the learned coarse space; in a live index also the delta
+/// segments of items added since the base was built and the deleted rows
+/// ([`crate::segment`]).
 ///
 /// `Index` is `Send + Sync`: share it (e.g. in an `Arc`) between query threads. Opening costs
-/// the same for ten items or ten million: files are mapped and only their headers are read.
+/// the same for ten items or ten million: files are mapped and only their headers are read
+/// (and a live index's deletion bitmaps, `n/8` bytes). An open index keeps the generation it
+/// opened; [`Index::refresh`] moves to the newest.
 pub struct Index {
     dir: PathBuf,
     manifest: Manifest,
     store: Store,
     graph: CoarseGraph,
     space: Option<LearnedSpace>,
+    /// The base's deleted rows.
+    base_deleted: DeleteBits,
+    deltas: Vec<Delta>,
+    /// Items not deleted, over every segment.
+    live: usize,
     layout: IndexLayout,
     default_plan: SearchPlan,
     /// The default plan cut to each nested width, `(width, plan)`, made once at open so
@@ -73,6 +84,7 @@ pub struct Index {
     width_plans: Vec<(usize, SearchPlan)>,
     default_ef: Option<usize>,
     tuned: Option<DefaultPlan>,
+    resident_coarse: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -137,10 +149,10 @@ impl Index {
 
     /// [`Index::open`] with options.
     ///
-    /// A rebuild may publish a new generation and remove the old one's files between
+    /// A writer may publish a new generation and remove files of the old one between
     /// reading `MANIFEST` and mapping the files it names. If a data file is missing, the
-    /// manifest is read again and, if it names another generation, that one is opened
-    /// (once); otherwise the error stands.
+    /// manifest is read again and, if it changed, the generation it names is opened (once);
+    /// otherwise the error stands.
     pub fn open_with(dir: impl AsRef<Path>, options: OpenOptions) -> Result<Index, IndexError> {
         let dir = dir.as_ref();
         let manifest = read_manifest(dir)?;
@@ -154,13 +166,13 @@ impl Index {
         manifest: Manifest,
         options: OpenOptions,
     ) -> Result<Index, IndexError> {
-        let generation = manifest.meta.generation;
+        let read = manifest.clone();
         match Index::assemble(dir, manifest, options, true) {
             Err(IndexError::Io { path, source })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
                 let again = read_manifest(dir)?;
-                if again.meta.generation == generation {
+                if again == read {
                     return Err(IndexError::Io { path, source });
                 }
                 Index::assemble(dir, again, options, true)
@@ -326,17 +338,24 @@ impl Index {
             .iter()
             .filter_map(|&w| Some((w, default_plan.for_width(&layout, w)?)))
             .collect();
+        let (base_deleted, deltas) = crate::segment::open(dir, &manifest, &store, &layout)?;
+        let live =
+            store.len() - base_deleted.count() + deltas.iter().map(Delta::live).sum::<usize>();
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
             graph,
             space,
+            base_deleted,
+            deltas,
+            live,
             layout,
             default_plan,
             width_plans,
             default_ef,
             tuned,
+            resident_coarse: options.resident_coarse,
         })
     }
 
@@ -348,7 +367,25 @@ impl Index {
         if let Some(space) = &self.space {
             space.verify()?;
         }
+        for d in &self.deltas {
+            d.verify()?;
+        }
         Ok(())
+    }
+
+    /// Moves to the newest published generation if `MANIFEST` changed since this index was
+    /// opened (an add, a delete, a compaction or a rebuild); returns whether it moved. On an
+    /// error the index stays as it was.
+    pub fn refresh(&mut self) -> Result<bool, IndexError> {
+        let newest = read_manifest(&self.dir)?;
+        if newest == self.manifest {
+            return Ok(false);
+        }
+        let options = OpenOptions {
+            resident_coarse: self.resident_coarse,
+        };
+        *self = Index::open_from(&self.dir.clone(), newest, options)?;
+        Ok(true)
     }
 
     /// Writes `plan` into the index's `MANIFEST` (a new manifest naming the same data files,
@@ -389,7 +426,7 @@ impl Index {
                 source,
             })?;
         }
-        lock.remove_leftovers(Some(&current.meta));
+        lock.remove_leftovers(Some(&current));
         Ok(())
     }
 
@@ -398,9 +435,80 @@ impl Index {
         &self.dir
     }
 
-    /// The manifest's generation, counts and checksums.
+    /// The manifest's generation, counts and checksums (of the base segment).
     pub fn manifest(&self) -> &ManifestMeta {
         &self.manifest.meta
+    }
+
+    /// The whole decoded manifest, segments included.
+    pub fn full_manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The delta segments, oldest first (empty for a compacted index).
+    pub fn deltas(&self) -> &[Delta] {
+        &self.deltas
+    }
+
+    /// The base segment's deleted rows.
+    pub fn base_deleted(&self) -> &DeleteBits {
+        &self.base_deleted
+    }
+
+    /// Deleted rows over every segment (compaction drops them).
+    pub fn deleted_count(&self) -> usize {
+        self.base_deleted.count()
+            + self
+                .deltas
+                .iter()
+                .map(|d| d.deleted().count())
+                .sum::<usize>()
+    }
+
+    /// Whether the index is its base alone: no delta segment and nothing deleted. Ground
+    /// truth over [`Index::store`], tuning and benchmarks need this (compact first).
+    pub fn is_compacted(&self) -> bool {
+        self.deltas.is_empty() && self.base_deleted.is_empty()
+    }
+
+    /// Where the live item `id` is: `(segment, row)`, segment 0 the base and `i` the `i`-th
+    /// delta; `None` if no live item has that id. Newer segments first (a replaced id's old
+    /// row is deleted anyway).
+    pub fn locate(&self, id: u64) -> Option<(usize, u32)> {
+        for (i, d) in self.deltas.iter().enumerate().rev() {
+            if let Some(r) = d.store().row_of(id) {
+                if !d.deleted().contains(r) {
+                    return Some((i + 1, r));
+                }
+            }
+        }
+        self.store
+            .row_of(id)
+            .filter(|&r| !self.base_deleted.contains(r))
+            .map(|r| (0, r))
+    }
+
+    /// The store of segment `segment` (0 the base, `i` the `i`-th delta).
+    pub fn segment_store(&self, segment: usize) -> Option<&Store> {
+        match segment {
+            0 => Some(&self.store),
+            i => self.deltas.get(i - 1).map(Delta::store),
+        }
+    }
+
+    /// Reads the full vector of the live item `id` into `out` (length `dim`); `false` if no
+    /// live item has that id.
+    pub fn read_item(&self, id: u64, out: &mut [f32]) -> bool {
+        match self
+            .locate(id)
+            .and_then(|(s, r)| Some((self.segment_store(s)?, r)))
+        {
+            Some((store, row)) => {
+                store.read_vector(row as usize, out);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The learned coarse space, if the index has one.
@@ -419,7 +527,8 @@ impl Index {
         self.tuned.as_ref()
     }
 
-    /// The embedding store.
+    /// The base segment's embedding store (the whole catalogue when
+    /// [`Index::is_compacted`]).
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -429,14 +538,15 @@ impl Index {
         &self.graph
     }
 
-    /// Number of items.
+    /// Number of live items: every segment's, less the deleted ones.
     pub fn len(&self) -> usize {
-        self.store.len()
+        self.live
     }
 
-    /// Whether the index holds no items (never true for a built index).
+    /// Whether the index holds no live item (a built index always has some, but every one
+    /// may have been deleted since).
     pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
+        self.live == 0
     }
 
     /// Full dimension.
@@ -547,7 +657,7 @@ impl Index {
         params: &SearchParams,
         filter: &Filter,
     ) -> Result<Vec<Hit>, SearchError> {
-        let mut out = Vec::with_capacity(k.min(self.len()));
+        let mut out = Vec::with_capacity(k.min(self.len()).max(1));
         SCRATCH
             .with(|s| self.search_with(&mut s.borrow_mut(), query, k, params, filter, &mut out))?;
         Ok(out)
@@ -569,6 +679,7 @@ impl Index {
         }
         check_query(&self.store, query)?;
         let (plan, ef, width) = self.resolve(params)?;
+        out.clear();
         search::cascade(
             self.parts(),
             plan,
@@ -580,6 +691,36 @@ impl Index {
             scratch,
             out,
         );
+        if self.deltas.is_empty() {
+            return Ok(());
+        }
+        // Each delta with its share of every keep; the scores are exact at the answer
+        // width, so merging by score is exact.
+        let mut stats = scratch.stats;
+        for d in &self.deltas {
+            let share = Share {
+                items: d.live(),
+                total: self.live,
+            };
+            if share.items == 0 {
+                continue;
+            }
+            search::cascade(
+                d.parts(share),
+                plan,
+                ef,
+                query,
+                width,
+                k,
+                filter,
+                scratch,
+                out,
+            );
+            stats.add(&scratch.stats);
+        }
+        scratch.stats = stats;
+        out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        out.truncate(k);
         Ok(())
     }
 
@@ -618,11 +759,14 @@ impl Index {
         ))
     }
 
+    /// The base segment's parts.
     fn parts(&self) -> search::Parts<'_> {
         search::Parts {
             store: &self.store,
-            graph: &self.graph,
+            graph: Some(&self.graph),
             space: self.space.as_ref(),
+            deleted: Some(&self.base_deleted),
+            share: Share::WHOLE,
         }
     }
 
@@ -672,12 +816,38 @@ impl Index {
             .filter(|_| width > 0)
             .and_then(|w| self.store.bands_for_width(w))
             .ok_or(SearchError::Width { width, dim })?;
-        if width < self.store.bands()[n_bands - 1].end {
-            let mut padded = query[..width].to_vec();
+        let mut padded;
+        let query = if width < self.store.bands()[n_bands - 1].end {
+            padded = query[..width].to_vec();
             padded.resize(dim, 0.0);
-            return Ok(exact::top_k(&self.store, &padded, k, n_bands, filter));
+            &padded[..]
+        } else {
+            query
+        };
+        let mut hits = exact::top_k_live(
+            &self.store,
+            query,
+            k,
+            n_bands,
+            filter,
+            Some(&self.base_deleted),
+        );
+        if self.deltas.is_empty() {
+            return Ok(hits);
         }
-        Ok(exact::top_k(&self.store, query, k, n_bands, filter))
+        for d in &self.deltas {
+            hits.extend(exact::top_k_live(
+                d.store(),
+                query,
+                k,
+                n_bands,
+                filter,
+                Some(d.deleted()),
+            ));
+        }
+        hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        hits.truncate(k);
+        Ok(hits)
     }
 }
 

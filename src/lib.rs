@@ -69,9 +69,11 @@ pub mod build;
 pub mod bytes;
 pub mod candidate;
 pub mod default_plan;
+pub mod deletes;
 #[cfg(feature = "encoder")]
 pub mod encoder;
 pub mod exact;
+pub mod fault;
 pub mod format;
 pub mod graph;
 pub mod index;
@@ -82,6 +84,7 @@ pub mod plan;
 pub mod progress;
 pub mod rowset;
 pub mod search;
+pub mod segment;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod simd;
@@ -94,12 +97,16 @@ pub mod synth;
 pub mod threads;
 #[cfg(feature = "build")]
 pub mod tune;
+#[cfg(feature = "build")]
+pub mod writer;
 
 #[cfg(feature = "build")]
 pub use build::{BuildError, BuildReport, IndexBuilder};
 pub use index::{Index, IndexError, OpenOptions};
 pub use plan::{Keep, SearchPlan, Stage};
 pub use search::{Filter, Hit, Scratch, SearchError, SearchParams};
+#[cfg(feature = "build")]
+pub use writer::{CompactOptions, IndexWriter, WriteError};
 
 /// Any error of the crate, for callers that handle them alike (the command line does).
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,10 @@ pub enum Error {
     /// Opening or verifying an index.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// Adding, deleting or compacting (a live index's writer).
+    #[cfg(feature = "build")]
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// Answering a query.
     #[error(transparent)]
     Search(#[from] SearchError),

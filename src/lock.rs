@@ -22,7 +22,7 @@
 //! ([`WriterLock::remove_leftovers`]).
 
 use crate::atomic::{is_temp_name, sync_dir};
-use crate::manifest::{self, ManifestMeta};
+use crate::manifest::{self, Manifest};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -127,17 +127,19 @@ impl WriterLock {
     }
 
     /// Removes what crashed or failed writers left in the directory: every temporary file
-    /// ([`is_temp_name`]), and, given the published manifest's `current`, every data file of
-    /// another generation. Holding the lock means no other writer exists, so none of them
+    /// ([`is_temp_name`]), and, given the published manifest `current`, every data file of a
+    /// generation it does not name ([`Manifest::generations`]). Holding the lock means no other writer exists, so none of them
     /// is being written. Best effort: a file that cannot be removed stays behind, harmless.
-    pub fn remove_leftovers(&self, current: Option<&ManifestMeta>) {
+    pub fn remove_leftovers(&self, current: Option<&Manifest>) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
+        let keep = current.map(Manifest::generations);
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let stale_data = current
-                .is_some_and(|m| manifest::generation_of(&name).is_some_and(|g| g != m.generation));
+            let stale_data = keep.as_ref().is_some_and(|keep| {
+                manifest::generation_of(&name).is_some_and(|g| !keep.contains(&g))
+            });
             if is_temp_name(&name) || stale_data {
                 let _ = fs::remove_file(e.path());
             }
@@ -250,13 +252,19 @@ mod tests {
     fn leftovers_are_removed_and_everything_else_kept() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let current = ManifestMeta {
+        let meta = crate::manifest::ManifestMeta {
             generation: 7,
             n_items: 0,
             dim: 0,
             coarse_dim: 0,
             store_header_crc32: 0,
             graph_header_crc32: 0,
+        };
+        let current = Manifest {
+            meta,
+            space: None,
+            plan: None,
+            segments: None,
         };
         let keep = [
             "MANIFEST",

@@ -8,8 +8,10 @@
 //! data files with another plan, so a plan always belongs to the generation it was tuned on.
 //!
 //! Sections: `1` [`ManifestMeta`] (always); `2` [`SpaceRef`] (an index with a learned
-//! space); `3` the default plan as UTF-8 text (see [`crate::default_plan::DefaultPlan`]). A manifest
-//! with section 2 or 3 is written as format version 2.
+//! space); `3` the default plan as UTF-8 text (see [`crate::default_plan::DefaultPlan`]);
+//! `4` [`Segments`] (a live index: delta segments of added items and a deletion file). A
+//! manifest with section 4 is written as format version 3, else one with section 2 or 3 as
+//! version 2.
 
 use crate::format::{cast_section, read_pod, Container, ContainerWriter, FormatError};
 use bytemuck::{Pod, Zeroable};
@@ -26,6 +28,10 @@ pub const SECTION_META: u32 = 1;
 pub const SECTION_SPACE: u32 = 2;
 /// Section kind of the default plan text.
 pub const SECTION_PLAN: u32 = 3;
+/// Section kind of [`Segments`].
+pub const SECTION_SEGMENTS: u32 = 4;
+/// Most delta segments a manifest may name (compaction merges them long before).
+pub const MAX_DELTAS: usize = 4096;
 /// Longest default-plan text a manifest may carry.
 pub const MAX_PLAN_TEXT: usize = 16 * 1024;
 
@@ -60,6 +66,74 @@ pub struct SpaceRef {
     pub reserved: [u32; 2],
 }
 
+/// The head of the segments section: the deletion file, then `n_deltas` [`DeltaRef`]s.
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct SegmentsHead {
+    /// Generation naming `deleted-<gen>.mrl` (meaningful when `has_deletes` is 1).
+    pub deletes_generation: u64,
+    /// Header CRC-32 of the deletion file.
+    pub deletes_header_crc32: u32,
+    /// 1 if the index has a deletion file, else 0.
+    pub has_deletes: u32,
+    /// Delta segments that follow.
+    pub n_deltas: u32,
+    /// Zero.
+    pub reserved: [u32; 3],
+}
+
+/// One delta segment: the items one `add` published, in files named by its own generation
+/// (`store-<gen>.mrl`, `space-<gen>.mrl` when the base has a learned space, `graph-<gen>.mrl`
+/// when the delta is large enough for a graph).
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+#[repr(C)]
+pub struct DeltaRef {
+    /// Generation naming the delta's files.
+    pub generation: u64,
+    /// Items in the delta (deleted ones included).
+    pub n_items: u64,
+    /// Header CRC-32 of its store.
+    pub store_header_crc32: u32,
+    /// Header CRC-32 of its space file (0 without).
+    pub space_header_crc32: u32,
+    /// Header CRC-32 of its graph (0 without).
+    pub graph_header_crc32: u32,
+    /// Bit 0: has a space file; bit 1: has a graph.
+    pub flags: u32,
+}
+
+/// [`DeltaRef::flags`] bit: the delta has a space file.
+pub const DELTA_HAS_SPACE: u32 = 1;
+/// [`DeltaRef::flags`] bit: the delta has a graph.
+pub const DELTA_HAS_GRAPH: u32 = 2;
+
+impl DeltaRef {
+    /// Whether the delta has a space file.
+    pub fn has_space(&self) -> bool {
+        self.flags & DELTA_HAS_SPACE != 0
+    }
+    /// Whether the delta has a graph (else it is scanned exactly).
+    pub fn has_graph(&self) -> bool {
+        self.flags & DELTA_HAS_GRAPH != 0
+    }
+}
+
+/// The delta segments and deletion file of a live index (format version 3).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Segments {
+    /// The deletion file's generation and header CRC-32, if any row is deleted.
+    pub deletes: Option<(u64, u32)>,
+    /// The delta segments, oldest first.
+    pub deltas: Vec<DeltaRef>,
+}
+
+impl Segments {
+    /// Whether there is nothing beyond the base.
+    pub fn is_empty(&self) -> bool {
+        self.deletes.is_none() && self.deltas.is_empty()
+    }
+}
+
 /// A decoded manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -69,6 +143,21 @@ pub struct Manifest {
     pub space: Option<SpaceRef>,
     /// The default plan's text, if tuned.
     pub plan: Option<String>,
+    /// Delta segments and deletions (`None` or empty: the base alone).
+    pub segments: Option<Segments>,
+}
+
+impl Manifest {
+    /// The generations of every data file this manifest names: the base's, each delta's and
+    /// the deletion file's. Any other data file in the directory is stale.
+    pub fn generations(&self) -> Vec<u64> {
+        let mut g = vec![self.meta.generation];
+        if let Some(s) = &self.segments {
+            g.extend(s.deltas.iter().map(|d| d.generation));
+            g.extend(s.deletes.map(|(gen, _)| gen));
+        }
+        g
+    }
 }
 
 impl ManifestMeta {
@@ -103,8 +192,14 @@ pub fn space_file_name(generation: u64) -> String {
 
 /// Encodes a manifest file.
 pub fn encode(m: &Manifest) -> Vec<u8> {
-    let sections = 1 + u32::from(m.space.is_some()) + u32::from(m.plan.is_some());
-    let version = if sections > 1 {
+    let segments = m.segments.as_ref().filter(|s| !s.is_empty());
+    let sections = 1
+        + u32::from(m.space.is_some())
+        + u32::from(m.plan.is_some())
+        + u32::from(segments.is_some());
+    let version = if segments.is_some() {
+        3
+    } else if sections > 1 {
         2
     } else {
         crate::format::BASE_FORMAT_VERSION
@@ -122,6 +217,18 @@ pub fn encode(m: &Manifest) -> Vec<u8> {
         }
         if let Some(plan) = &m.plan {
             w.section(SECTION_PLAN, 0, plan.as_bytes())?;
+        }
+        if let Some(s) = segments {
+            let head = SegmentsHead {
+                deletes_generation: s.deletes.map_or(0, |d| d.0),
+                deletes_header_crc32: s.deletes.map_or(0, |d| d.1),
+                has_deletes: u32::from(s.deletes.is_some()),
+                n_deltas: s.deltas.len() as u32,
+                reserved: [0; 3],
+            };
+            let mut data = bytemuck::bytes_of(&head).to_vec();
+            data.extend_from_slice(bytemuck::cast_slice(&s.deltas));
+            w.section(SECTION_SEGMENTS, 0, &data)?;
         }
         Ok(w.finish()?.into_inner())
     };
@@ -162,7 +269,60 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<Manifest, FormatError> {
     } else {
         None
     };
-    Ok(Manifest { meta, space, plan })
+    let segments = if has(SECTION_SEGMENTS) {
+        Some(decode_segments(bytes, &c, label)?)
+    } else {
+        None
+    };
+    Ok(Manifest {
+        meta,
+        space,
+        plan,
+        segments,
+    })
+}
+
+fn decode_segments(bytes: &[u8], c: &Container, label: &str) -> Result<Segments, FormatError> {
+    let corrupt = |what: String| FormatError::Corrupt {
+        file: label.to_string(),
+        what,
+    };
+    let r = c.section(SECTION_SEGMENTS, 0, "manifest segments")?;
+    let head_len = std::mem::size_of::<SegmentsHead>();
+    let entry = std::mem::size_of::<DeltaRef>();
+    if r.len < head_len {
+        return Err(corrupt(format!(
+            "the segments section is {} bytes, shorter than its {head_len}-byte head",
+            r.len
+        )));
+    }
+    let data = r.slice(bytes);
+    let head: SegmentsHead = bytemuck::pod_read_unaligned(&data[..head_len]);
+    let n = head.n_deltas as usize;
+    if n > MAX_DELTAS || r.len != head_len + n * entry {
+        return Err(corrupt(format!(
+            "the segments section is {} bytes for {} delta segments (at most {MAX_DELTAS}, {entry} bytes each)",
+            r.len, head.n_deltas
+        )));
+    }
+    if head.has_deletes > 1 {
+        return Err(corrupt(format!("has_deletes is {}", head.has_deletes)));
+    }
+    let deltas: Vec<DeltaRef> = data[head_len..]
+        .chunks_exact(entry)
+        .map(bytemuck::pod_read_unaligned)
+        .collect();
+    if let Some(d) = deltas.iter().find(|d| d.flags & !3 != 0) {
+        return Err(corrupt(format!(
+            "delta {:016x} has unknown flags {:#x}",
+            d.generation, d.flags
+        )));
+    }
+    Ok(Segments {
+        deletes: (head.has_deletes == 1)
+            .then_some((head.deletes_generation, head.deletes_header_crc32)),
+        deltas,
+    })
 }
 
 /// The manifest path of an index directory.
@@ -198,10 +358,11 @@ pub fn is_data_file(name: &str) -> bool {
     generation_of(name).is_some()
 }
 
-/// The generation of a data file name written by a build (`store-`, `graph-` or `space-`,
-/// 16 lowercase hex digits, `.mrl`), or `None` for any other name.
+/// The generation of a data file name written by a build or a live-index writer (`store-`,
+/// `graph-`, `space-` or `deleted-`, 16 lowercase hex digits, `.mrl`), or `None` for any
+/// other name.
 pub fn generation_of(name: &str) -> Option<u64> {
-    let rest = ["store-", "graph-", "space-"]
+    let rest = ["store-", "graph-", "space-", "deleted-"]
         .iter()
         .find_map(|p| name.strip_prefix(p))?;
     let hex = rest.strip_suffix(".mrl")?;

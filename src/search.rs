@@ -18,6 +18,7 @@
 //! [`Scratch`], so a warm search allocates nothing but its answer.
 
 use crate::candidate::Candidate;
+use crate::deletes::DeleteBits;
 use crate::graph::search::{search_graph, CoarseScorer, GraphScratch};
 use crate::graph::CoarseGraph;
 use crate::plan::{PlanError, SearchPlan, Space};
@@ -146,6 +147,29 @@ pub enum SearchError {
         /// Ground-truth lists given.
         truth: usize,
     },
+    /// Tuning or benchmarking a live index with deltas or deletions: their ground truth and
+    /// plans are measured on the base alone.
+    #[error(
+        "the index has {deltas} delta segments and {deleted} deleted items: tuning and \
+         benchmarks measure one base; compact it first (`mrl-index compact`)"
+    )]
+    NotCompacted {
+        /// Delta segments.
+        deltas: usize,
+        /// Deleted items.
+        deleted: usize,
+    },
+}
+
+/// [`SearchError::NotCompacted`] unless `index` is its base alone.
+pub fn require_compacted(index: &crate::Index) -> Result<(), SearchError> {
+    if index.is_compacted() {
+        return Ok(());
+    }
+    Err(SearchError::NotCompacted {
+        deltas: index.deltas().len(),
+        deleted: index.deleted_count(),
+    })
 }
 
 /// Work counters of the last search, for benchmarks.
@@ -160,6 +184,16 @@ pub struct SearchStats {
     /// Whether the coarse stage scanned eligible rows exactly instead of searching the graph
     /// (a selective allow-list, or a filter that left the graph search short).
     pub exact_coarse: bool,
+}
+
+impl SearchStats {
+    /// Adds another segment's counters (a live index searches each segment).
+    pub fn add(&mut self, other: &SearchStats) {
+        self.coarse_scored += other.coarse_scored;
+        self.reranked += other.reranked;
+        self.multiply_adds += other.multiply_adds;
+        self.exact_coarse |= other.exact_coarse;
+    }
 }
 
 /// Reusable working memory for searches. One per thread; `Index::search` keeps one in
@@ -307,25 +341,38 @@ impl Scratch {
     }
 
     /// Collects the filter's rows and returns the mode and the number of eligible rows.
-    fn prepare_filter(&mut self, store: &Store, filter: &Filter) -> (FilterMode, usize) {
+    /// Deleted rows count as denied (and are never allowed).
+    fn prepare_filter(
+        &mut self,
+        store: &Store,
+        filter: &Filter,
+        deleted: Option<&DeleteBits>,
+    ) -> (FilterMode, usize) {
         let n = store.len();
-        if filter.is_none() {
+        let deleted = deleted.filter(|d| !d.is_empty());
+        let is_deleted = |r: u32| deleted.is_some_and(|d| d.contains(r));
+        if filter.is_none() && deleted.is_none() {
             return (FilterMode::None, n);
         }
         self.filter_rows.clear(n);
         self.allow_rows.clear();
         for &id in filter.deny {
             if let Some(r) = store.row_of(id) {
-                self.filter_rows.insert(r);
+                if !is_deleted(r) {
+                    self.filter_rows.insert(r);
+                }
             }
         }
         match filter.allow {
-            None => (FilterMode::Deny, n - self.filter_rows.len()),
+            None => (
+                FilterMode::Deny,
+                n - self.filter_rows.len() - deleted.map_or(0, DeleteBits::count),
+            ),
             Some(allow) => {
                 // Allowed and not denied, each row once.
                 for &id in allow {
                     if let Some(r) = store.row_of(id) {
-                        if !self.filter_rows.contains(r) {
+                        if !self.filter_rows.contains(r) && !is_deleted(r) {
                             self.allow_rows.push(r);
                         }
                     }
@@ -361,17 +408,66 @@ pub(crate) fn check_query(store: &Store, query: &[f32]) -> Result<(), SearchErro
     Ok(())
 }
 
-/// The parts of an index a search reads.
+/// The parts of one segment a search reads.
 #[derive(Clone, Copy)]
 pub(crate) struct Parts<'a> {
     pub store: &'a Store,
-    pub graph: &'a CoarseGraph,
+    /// `None`: a small delta segment, scanned exactly.
+    pub graph: Option<&'a CoarseGraph>,
     pub space: Option<&'a LearnedSpace>,
+    /// Deleted rows, never returned (`None`: nothing deleted).
+    pub deleted: Option<&'a DeleteBits>,
+    /// The segment's share of the index's items: every keep and the beam are scaled by it.
+    pub share: Share,
+}
+
+/// A segment's share `items / total` of a live index's items. A delta segment holding 1% of
+/// the items holds about 1% of any query's best candidates, so its search keeps
+/// [`SHARE_OVERSAMPLE`] times its share of each stage's keep (never fewer than `k`, never
+/// more than the keep): the cost follows the segment's size, not the plan's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// Live items in the segment.
+    pub items: usize,
+    /// Live items in the index.
+    pub total: usize,
+}
+
+/// How many times its share of each keep a delta segment keeps.
+pub const SHARE_OVERSAMPLE: usize = 4;
+
+impl Share {
+    /// The whole index (the base segment searches with the plan's keeps unchanged).
+    pub const WHOLE: Share = Share { items: 1, total: 1 };
+
+    fn scale(self, keep: usize, k: usize) -> usize {
+        if self.items >= self.total {
+            return keep;
+        }
+        let scaled = (keep as u128 * (self.items * SHARE_OVERSAMPLE) as u128)
+            .div_ceil(self.total.max(1) as u128) as usize;
+        scaled.max(k).min(keep)
+    }
+}
+
+/// The rows a coarse stage must not return: the filter's denied rows and the deleted rows.
+#[derive(Clone, Copy)]
+struct Denied<'a> {
+    rows: &'a RowSet,
+    deleted: Option<&'a DeleteBits>,
+}
+
+impl Denied<'_> {
+    #[inline]
+    fn contains(&self, row: u32) -> bool {
+        self.rows.contains(row) || self.deleted.is_some_and(|d| d.contains(row))
+    }
 }
 
 /// Runs one cascade search answering at native width `width` (≤ the full dimension).
 /// `plan` must have been checked against the index and end at a native width ≥ `width`;
-/// `query` is the full-width query (validated).
+/// `query` is the full-width query (validated). Appends the segment's hits (best first) to
+/// `out`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cascade(
     parts: Parts<'_>,
@@ -384,7 +480,6 @@ pub(crate) fn cascade(
     scratch: &mut Scratch,
     out: &mut Vec<Hit>,
 ) {
-    out.clear();
     run(parts, plan, ef, query, width, k, filter, scratch, Some(out));
 }
 
@@ -464,8 +559,10 @@ fn run_stages(
     // plan string) costs what the catalogue costs, never an allocation of its own size.
     let n = store.len();
     let k = k.min(n);
-    let keep0 = first.keep.resolve(k).min(n);
-    let (mode, eligible_count) = scratch.prepare_filter(store, filter);
+    let share = parts.share;
+    let keep0 = share.scale(first.keep.resolve(k), k).min(n);
+    let (mode, eligible_count) = scratch.prepare_filter(store, filter, parts.deleted);
+    let deleted = parts.deleted.filter(|d| !d.is_empty());
     let needed = keep0.min(eligible_count);
     if needed == 0 {
         return;
@@ -506,13 +603,13 @@ fn run_stages(
     let coarse_width = first.width as u64;
     let use_allow_scan =
         mode == FilterMode::Allow && eligible_count <= keep0.max(n / ALLOW_SCAN_FRACTION);
-    let ef = ef.unwrap_or(keep0).max(keep0);
+    let ef = ef.map_or(keep0, |ef| share.scale(ef, k)).max(keep0);
     // A beam this wide would visit most of the graph: scanning the coarse band is cheaper,
-    // and exact.
-    let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= n;
-    if !use_allow_scan && !use_full_scan {
+    // and exact. A small delta segment has no graph: always scanned.
+    let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= n || parts.graph.is_none();
+    if let (false, false, Some(graph)) = (use_allow_scan, use_full_scan, parts.graph) {
         let rows = &scratch.filter_rows;
-        let graph = parts.graph;
+        let denied = Denied { rows, deleted };
         match mode {
             FilterMode::None => search_graph(
                 graph,
@@ -527,7 +624,7 @@ fn run_stages(
                 &Dyn(scorer),
                 ef,
                 &mut scratch.graph,
-                |r| !rows.contains(r),
+                |r| !denied.contains(r),
                 &mut scratch.pool,
             ),
             FilterMode::Allow => search_graph(
@@ -551,7 +648,7 @@ fn run_stages(
         } else {
             eligible_count
         };
-        coarse_scan(scratch, &scan, mode, n, keep0);
+        coarse_scan(scratch, &scan, mode, deleted, n, keep0);
     }
     scratch.stats.multiply_adds += scratch.stats.coarse_scored as u64 * coarse_width;
     let pool = &mut scratch.pool;
@@ -607,7 +704,7 @@ fn run_stages(
             (Space::Native, Space::Learned) => unreachable!("plan checked against the index"),
         }
         scratch.stats.reranked += pool.len();
-        truncate_best(pool, stage.keep.resolve(k));
+        truncate_best(pool, share.scale(stage.keep.resolve(k), k));
     }
     pool.sort_unstable_by(|a, b| b.cmp(a));
     pool.truncate(k);
@@ -671,12 +768,23 @@ const SCAN_BLOCK: usize = 256;
 
 /// Exact coarse scan of the eligible rows into `scratch.pool`, keeping the best `keep`
 /// (memory bounded by `2·keep` plus a margin; linear time).
-fn coarse_scan(scratch: &mut Scratch, scan: &ScanSource, mode: FilterMode, n: usize, keep: usize) {
+fn coarse_scan(
+    scratch: &mut Scratch,
+    scan: &ScanSource,
+    mode: FilterMode,
+    deleted: Option<&DeleteBits>,
+    n: usize,
+    keep: usize,
+) {
     let mut top = TopPool::new(&mut scratch.pool, keep);
-    // Rows denied in the scan (none without a deny filter).
+    // Rows denied in the scan (none without a deny filter or deletions).
+    let denied = Denied {
+        rows: &scratch.filter_rows,
+        deleted,
+    };
     let scratch_parts = BlockScan {
         block: &mut scratch.block,
-        denied: (mode == FilterMode::Deny).then_some(&scratch.filter_rows),
+        denied: (mode == FilterMode::Deny).then_some(denied),
     };
     match (scan, mode) {
         (
@@ -732,7 +840,7 @@ fn coarse_scan(scratch: &mut Scratch, scan: &ScanSource, mode: FilterMode, n: us
         }
         (ScanSource::Rows(scorer), _) => {
             for row in 0..n as u32 {
-                if mode == FilterMode::None || !scratch.filter_rows.contains(row) {
+                if mode == FilterMode::None || !denied.contains(row) {
                     top.offer(row, scorer.score(row));
                 }
             }
@@ -744,7 +852,7 @@ fn coarse_scan(scratch: &mut Scratch, scan: &ScanSource, mode: FilterMode, n: us
 /// row is denied).
 struct BlockScan<'a> {
     block: &'a mut Vec<f32>,
-    denied: Option<&'a RowSet>,
+    denied: Option<Denied<'a>>,
 }
 
 /// Scans rows `0..n` in blocks of SCAN_BLOCK: `score_block(start, out)` writes the scores of

@@ -353,6 +353,14 @@ impl Store {
         bytemuck::cast_slice(&self.bytes[self.id_index_offset..self.id_index_offset + self.n * 16])
     }
 
+    /// The largest external id (`None` for an empty store). O(1): the id index is sorted.
+    pub fn max_id(&self) -> Option<u64> {
+        if self.ids_are_rows {
+            return (self.n as u64).checked_sub(1);
+        }
+        self.id_index().last().map(|e| e.id)
+    }
+
     /// The row holding external id `id`, if any. O(log n), no allocation.
     #[inline]
     pub fn row_of(&self, id: u64) -> Option<u32> {

@@ -549,11 +549,9 @@ impl QueryEncoder {
         }
         let mut vectors = vec![0f32; items.len() * d];
         for (row, &id) in vectors.chunks_exact_mut(d).zip(items) {
-            let r = index
-                .store()
-                .row_of(id)
-                .ok_or(EncoderError::UnknownItem { id })?;
-            index.store().read_vector(r as usize, row);
+            if !index.read_item(id, row) {
+                return Err(EncoderError::UnknownItem { id }.into());
+            }
         }
         self.step(states, &vectors)
     }

@@ -223,6 +223,7 @@ pub fn tune(
     queries: &[f32],
     options: &TuneOptions,
 ) -> Result<TuneResult, SearchError> {
+    crate::search::require_compacted(index)?;
     let dim = index.dim();
     let k = options.k;
     if k == 0 {

@@ -379,6 +379,7 @@ pub fn run_bench(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&Row),
 ) -> Result<Vec<Row>, Error> {
+    crate::search::require_compacted(index)?;
     let dim = index.dim();
     if queries.is_empty() || !queries.len().is_multiple_of(dim) {
         return Err(BenchError::Invalid(format!(

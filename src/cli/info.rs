@@ -45,7 +45,25 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     .into_iter()
     .flatten()
     .max()
-    .unwrap_or(1);
+    .unwrap_or(1)
+    .max(if index.full_manifest().segments.is_some() {
+        3
+    } else {
+        1
+    });
+    let deltas: Vec<serde_json::Value> = index
+        .deltas()
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "generation": format!("{:016x}", d.generation()),
+                "items": d.store().len(),
+                "deleted": d.deleted().count(),
+                "bytes": d.file_bytes(),
+                "graph": d.graph().is_some(),
+            })
+        })
+        .collect();
     let tuned = index.tuned();
     let info_of = |key: &str| tuned.and_then(|t| t.info(key)).map(str::to_string);
     if a.json {
@@ -58,6 +76,10 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
         let v = serde_json::json!({
             "index": a.index.display().to_string(),
             "items": index.len(),
+            "live_items": index.len(),
+            "base_items": index.store().len(),
+            "deleted": index.deleted_count(),
+            "delta_segments": deltas,
             "dim": index.dim(),
             "widths": index.widths(),
             "coarse_dim": index.coarse_dim(),
@@ -99,6 +121,16 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     }
     println!("index          {}", a.index.display());
     println!("items          {}", index.len());
+    if !index.is_compacted() {
+        println!(
+            "segments       base {} items ({} deleted), {} delta segments of {:?} items, {} deleted in all",
+            index.store().len(),
+            index.base_deleted().count(),
+            index.deltas().len(),
+            index.deltas().iter().map(|d| d.store().len()).collect::<Vec<_>>(),
+            index.deleted_count()
+        );
+    }
     println!("dimension      {}", index.dim());
     println!("widths         {:?}", index.widths());
     match space {

@@ -6,6 +6,7 @@ mod build;
 mod demo;
 mod encode;
 mod info;
+mod live;
 mod search;
 mod serve;
 mod tune;
@@ -28,6 +29,13 @@ enum Command {
     Build(build::BuildArgs),
     /// Search an index with query vectors.
     Search(search::SearchArgs),
+    /// Add items to an index as a new delta segment (no rebuild); --replace replaces live
+    /// items with the same ids.
+    Add(live::AddArgs),
+    /// Delete items from an index by id (no rebuild).
+    Delete(live::DeleteArgs),
+    /// Merge an index's delta segments and drop its deleted rows into a new base.
+    Compact(live::CompactArgs),
     /// Print an index's counts, widths, graph parameters, file sizes and format version.
     Info(info::InfoArgs),
     /// Check every checksum and structural invariant of an index.
@@ -66,6 +74,9 @@ pub fn run() -> ExitCode {
         Command::Build(a) => build::run(a),
         Command::Search(a) => search::run(a),
         Command::Info(a) => info::run_info(a),
+        Command::Add(a) => live::run_add(a),
+        Command::Delete(a) => live::run_delete(a),
+        Command::Compact(a) => live::run_compact(a),
         Command::Verify(a) => info::run_verify(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),

@@ -31,8 +31,10 @@ compile_error!(
 /// Each file is written with the oldest version that describes it: store files and the
 /// graph and manifest of an index in the native space are unchanged since version 1 (so
 /// older readers still open such indexes); version 2 added the space file, a graph over the
-/// learned code and the manifest's space and plan sections (`index-formats/v2.md`).
-pub const FORMAT_VERSION: u32 = 2;
+/// learned code and the manifest's space and plan sections (`index-formats/v2.md`); version
+/// 3 the live index: the manifest's segments section and the deletion file
+/// (`index-formats/v3.md`).
+pub const FORMAT_VERSION: u32 = 3;
 /// The version of files whose layout has not changed since the first format.
 pub const BASE_FORMAT_VERSION: u32 = 1;
 /// The oldest format version this code still reads.

@@ -73,6 +73,23 @@ pub fn read_ids(path: &Path, expected_len: usize) -> Result<Vec<u64>, IngestErro
     })
 }
 
+/// Reads a `.npy` list of ids of any length: a 1-d array `(n,)` or a 2-d `(n, 1)`, of the
+/// dtypes of [`read_ids`] (the ids to delete from a live index, for one).
+///
+/// # Errors
+///
+/// The errors of [`read_ids`] but the count mismatch.
+pub fn read_id_list(path: &Path) -> Result<Vec<u64>, IngestError> {
+    read_id_array(path, |shape, _| match shape {
+        [_] | [_, 1] => Ok(()),
+        _ => Err(IngestError::BadShape {
+            path: path.to_path_buf(),
+            shape: shape.to_vec(),
+            expected: "a 1-d array (n,) or a 2-d array (n, 1)",
+        }),
+    })
+}
+
 /// Reads a 2-d `.npy` array of ids `(rows, cols)` in C order, of the dtypes of [`read_ids`].
 ///
 /// # Errors

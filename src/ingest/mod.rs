@@ -26,7 +26,7 @@ mod source;
 mod write;
 
 pub use error::IngestError;
-pub use ids::{read_id_matrix, read_ids, IdMatrix};
+pub use ids::{read_id_list, read_id_matrix, read_ids, IdMatrix};
 pub use mapped::{open_vectors, read_matrix_f32, MAX_DIM};
 pub use sequences::{parse_sequences, read_sequences, MAX_LINE_BYTES};
 pub use source::{MatrixSource, VectorSource};

@@ -181,7 +181,7 @@ impl Users {
     ) -> Result<u64, ApiError> {
         check_name(user)?;
         for &id in items {
-            if index.store().row_of(id).is_none() {
+            if index.locate(id).is_none() {
                 return Err(ApiError::bad(format!(
                     "items: item id {id} is not in the index"
                 )));

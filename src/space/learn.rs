@@ -81,6 +81,23 @@ pub struct Fitted {
 }
 
 impl Fitted {
+    /// The maps of a published space, as fitted (and scaled) when it was built: a delta
+    /// segment's items are encoded with them, so its codes live in the base's space.
+    pub fn of_space(space: &super::LearnedSpace) -> Fitted {
+        let meta = space.meta();
+        Fitted {
+            dim: space.dim(),
+            code_dim: space.code_dim(),
+            query_map: space.query_map().to_vec(),
+            item_map: space.item_map().to_vec(),
+            spectrum: space.spectrum().to_vec(),
+            captured: meta.captured,
+            kind: space.kind(),
+            n_fit_queries: meta.n_fit_queries as usize,
+            n_fit_items: meta.n_fit_items as usize,
+        }
+    }
+
     /// Scales the item map and `codes` (made with it) by a power of two, and the query map
     /// by its inverse, so that the largest code value is near 2¹²: well inside half
     /// precision's range (±65,504) whatever the data's scale. Products of query and item
