@@ -16,7 +16,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being written under a temporary name, published by [`AtomicFile::commit`].
 pub struct AtomicFile {
-    writer: Option<BufWriter<File>>,
+    writer: Option<BufWriter<PointFile>>,
     tmp_path: PathBuf,
     final_path: PathBuf,
 }
@@ -48,7 +48,7 @@ impl AtomicFile {
             .create_new(true)
             .open(&tmp_path)?;
         Ok(AtomicFile {
-            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            writer: Some(BufWriter::with_capacity(1 << 20, PointFile(file))),
             tmp_path,
             final_path: final_path.to_path_buf(),
         })
@@ -59,7 +59,7 @@ impl AtomicFile {
         &self.final_path
     }
 
-    fn writer(&mut self) -> &mut BufWriter<File> {
+    fn writer(&mut self) -> &mut BufWriter<PointFile> {
         self.writer
             .as_mut()
             .expect("AtomicFile used after commit (internal error)")
@@ -72,9 +72,10 @@ impl AtomicFile {
             .writer
             .take()
             .expect("AtomicFile committed twice (internal error)");
-        let published = crate::fault::point()
-            .and_then(|()| writer.into_inner().map_err(|e| e.into_error()))
-            .and_then(|file| crate::fault::point().and_then(|()| file.sync_all()))
+        let published = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| crate::fault::point().and_then(|()| file.0.sync_all()))
             .and_then(|()| crate::fault::point())
             .and_then(|()| fs::rename(&self.tmp_path, &self.final_path));
         if let Err(e) = published {
@@ -90,11 +91,30 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::fault::point()?;
         self.writer().write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.writer().flush()
+    }
+}
+
+/// The temporary file under the buffer: each write that reaches the operating system is a
+/// write point of [`crate::fault`].
+struct PointFile(File);
+
+impl Write for PointFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        crate::fault::point()?;
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Seek for PointFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.0.seek(pos)
     }
 }
 

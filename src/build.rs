@@ -841,8 +841,13 @@ impl IndexBuilder {
         manifest.plan = Some(published.to_text());
 
         let mpath = manifest::manifest_path(out_dir);
-        crate::atomic::write_atomic(&mpath, &manifest::encode(&manifest))
-            .map_err(io_err(&mpath))?;
+        if let Err(e) = crate::atomic::write_atomic(&mpath, &manifest::encode(&manifest)) {
+            // Failed after the rename (the directory's fsync): published, its files stay.
+            if manifest::is_published(out_dir, &manifest) {
+                cleanup.disarm();
+            }
+            return Err(io_err(&mpath)(e));
+        }
         // Published. From here on, failures only leave stale files behind.
         cleanup.files.clear();
         remove_stale(out_dir, &cleanup.lock, &manifest);

@@ -8,8 +8,9 @@
 //!                            ("No space left on device", as a full disk answers)
 //! ```
 //!
-//! Write points, in the order a writer meets them: creating a temporary file, each `write`
-//! call on it, its flush and fsync, the rename that publishes it, and the directory's fsync.
+//! Write points, in the order a writer meets them: creating a temporary file, each write of
+//! its buffer (1 MiB) to the operating system, its fsync, the rename that publishes it, and
+//! the directory's fsync.
 //! A test runs a writer (`mrl-index add`, `delete`, `compact`) once per point until the run
 //! completes without reaching the point, and checks after each that the index opens,
 //! verifies and answers as the last published generation. Unset (always, outside those

@@ -330,6 +330,17 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
     dir.join(MANIFEST_FILE)
 }
 
+/// Whether the `MANIFEST` in `dir` is `m`: after a failed publication, whether it failed
+/// after the rename (the directory's fsync) and so published `m` anyway, whose files must
+/// then stay.
+pub fn is_published(dir: &Path, m: &Manifest) -> bool {
+    let path = manifest_path(dir);
+    read_bytes(&path)
+        .ok()
+        .and_then(|b| decode(&b, "MANIFEST").ok())
+        .is_some_and(|on_disk| on_disk == *m)
+}
+
 /// The largest `MANIFEST` read (16 MiB; a real one is a few KiB of plans): a huge or
 /// endless file is refused instead of read into memory whole.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;

@@ -484,7 +484,13 @@ impl IndexWriter {
     /// belongs to it.
     fn publish(&self, next: &Manifest, mut unpublished: Unpublished) -> Result<(), WriteError> {
         let path = manifest::manifest_path(&self.dir);
-        crate::atomic::write_atomic(&path, &manifest::encode(next)).map_err(Self::io(&path))?;
+        if let Err(e) = crate::atomic::write_atomic(&path, &manifest::encode(next)) {
+            // Failed after the rename: published, so its files stay.
+            if manifest::is_published(&self.dir, next) {
+                unpublished.0.clear();
+            }
+            return Err(Self::io(&path)(e));
+        }
         unpublished.0.clear();
         self.lock.remove_leftovers(Some(next));
         Ok(())
