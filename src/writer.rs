@@ -199,6 +199,7 @@ pub struct IndexWriter {
     dir: PathBuf,
     lock: WriterLock,
     threads: usize,
+    graph_threshold: usize,
 }
 
 impl std::fmt::Debug for IndexWriter {
@@ -237,12 +238,20 @@ impl IndexWriter {
             dir,
             lock,
             threads: 0,
+            graph_threshold: DELTA_GRAPH_MIN_ITEMS,
         })
     }
 
     /// Threads for building graphs and compacting (0: all cores).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
+        self
+    }
+
+    /// The smallest added batch that gets its own graph (default
+    /// [`DELTA_GRAPH_MIN_ITEMS`]); smaller deltas are scanned exactly at search time.
+    pub fn graph_threshold(mut self, items: usize) -> Self {
+        self.graph_threshold = items.max(1);
         self
     }
 
@@ -330,7 +339,15 @@ impl IndexWriter {
         let generation = new_generation(&self.dir);
         let pool = crate::threads::pool(self.threads).map_err(BuildError::from)?;
         let delta = pool.install(|| {
-            write_delta(&self.dir, generation, items, &ids, &index, &mut unpublished)
+            write_delta(
+                &self.dir,
+                generation,
+                items,
+                &ids,
+                &index,
+                self.graph_threshold,
+                &mut unpublished,
+            )
         })?;
         let mut next = current.clone();
         let mut segments = next.segments.take().unwrap_or_default();
@@ -540,13 +557,14 @@ fn check_ids(ids: &[u64], n: usize) -> Result<(), WriteError> {
 }
 
 /// Writes a delta segment's files under `generation`: the store, the codes in the base's
-/// learned space, and a graph if the delta is large enough.
+/// learned space, and a graph if it holds at least `graph_threshold` items.
 fn write_delta(
     dir: &Path,
     generation: u64,
     items: &dyn VectorSource,
     ids: &[u64],
     index: &Index,
+    graph_threshold: usize,
     unpublished: &mut Unpublished,
 ) -> Result<DeltaRef, WriteError> {
     let n = items.len();
@@ -599,7 +617,7 @@ fn write_delta(
         None => native_prefix(items, layout.coarse_width)?,
     };
     let mut graph_crc = 0;
-    if n >= DELTA_GRAPH_MIN_ITEMS {
+    if n >= graph_threshold {
         let base = index.graph();
         let info = base.build_info();
         let params = GraphParams {

@@ -34,6 +34,16 @@ fn golden_v2_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v2")
 }
 
+fn golden_v3_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v3")
+}
+
+/// The v3 set's changes to the v2 base: a delta of 40 items with its own graph (ids
+/// 5,000,000 + i), a delta of 12 scanned items of which 2 replace base items, and 5
+/// deletions.
+const V3_REPLACED: [u64; 2] = [1_000_000, 1_000_007];
+const V3_DELETED: [u64; 5] = [1_000_014, 1_000_021, 5_000_000, 5_000_001, 1_000_700];
+
 // expected*.json: {"plan": "...", "ef": N, "queries": [[f32; 32]; 8],
 //                  "results": [[{"id": u64, "score": f32}; 5]; 8]}
 
@@ -175,6 +185,61 @@ fn golden_v2_index_reads_verifies_and_answers_as_written() {
                 h.id,
                 h.score
             );
+        }
+    }
+}
+
+/// The v3 golden index (a live index: the v2 base, two delta segments, a deletion file)
+/// opens, verifies and answers as written; deleted and replaced rows never come back.
+#[test]
+fn golden_v3_live_index_reads_verifies_and_answers_as_written() {
+    let dir = golden_v3_dir();
+    let index = Index::open(&dir).expect("golden v3 index opens");
+    index.verify().expect("golden v3 index verifies");
+    let manifest = fs::read(dir.join("MANIFEST")).unwrap();
+    assert_eq!(u32::from_le_bytes(manifest[8..12].try_into().unwrap()), 3);
+    assert_eq!(index.deltas().len(), 2);
+    assert_eq!(index.deltas()[0].store().len(), 40);
+    assert!(index.deltas()[0].graph().is_some() && index.deltas()[1].graph().is_none());
+    assert!(index.deltas().iter().all(|d| d.space().is_some()));
+    assert_eq!(index.deleted_count(), V3_DELETED.len() + V3_REPLACED.len());
+    assert_eq!(
+        index.len(),
+        N + 40 + 12 - V3_DELETED.len() - V3_REPLACED.len()
+    );
+    let expected: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let params = SearchParams {
+        plan: Some(expected["plan"].as_str().unwrap().parse().unwrap()),
+        ef: Some(expected["ef"].as_u64().unwrap() as usize),
+        width: None,
+    };
+    let queries = expected["queries"].as_array().unwrap();
+    let results = expected["results"].as_array().unwrap();
+    assert_eq!(queries.len(), NQ);
+    for (q, want) in queries.iter().zip(results) {
+        let q: Vec<f32> = q
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let hits = index.search(&q, K, &params).unwrap();
+        let want = want.as_array().unwrap();
+        assert_eq!(hits.len(), want.len());
+        for (h, w) in hits.iter().zip(want) {
+            assert_eq!(h.id, w["id"].as_u64().unwrap());
+            let ws = w["score"].as_f64().unwrap() as f32;
+            assert!((h.score - ws).abs() <= 1e-4 * ws.abs().max(1.0));
+        }
+        let all = index
+            .exact_search(&q, index.len(), DIM, &Filter::NONE)
+            .unwrap();
+        assert_eq!(all.len(), index.len());
+        assert!(all.iter().all(|h| !V3_DELETED.contains(&h.id)));
+        // A replaced id comes back once, with its new vector's score.
+        for id in V3_REPLACED {
+            assert_eq!(all.iter().filter(|h| h.id == id).count(), 1);
         }
     }
 }
@@ -415,6 +480,36 @@ mod fresh {
         }
         let v = serde_json::json!({"plan": plan, "ef": ef, "queries": qs, "results": rs});
         fs::write(dir.join(file), serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+
+    #[test]
+    #[ignore = "writes tests/golden/v3; run only to create a new golden set"]
+    fn regenerate_golden_v3() {
+        use mrl_index::writer::IndexWriter;
+        let dir = golden_v3_dir();
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        build_v2_into(&dir);
+        let gen = MatryoshkaLike::with_dim(DIM, 2026);
+        let extra = gen.items(52);
+        let mut w = IndexWriter::open(&dir)
+            .unwrap()
+            .threads(1)
+            .graph_threshold(32);
+        let first = MatrixSource::new(extra[..40 * DIM].to_vec(), DIM).unwrap();
+        let ids: Vec<u64> = (0..40).map(|i| 5_000_000 + i).collect();
+        w.add(&first, Some(&ids), false).unwrap();
+        let second = MatrixSource::new(extra[40 * DIM..].to_vec(), DIM).unwrap();
+        let ids: Vec<u64> = V3_REPLACED
+            .iter()
+            .copied()
+            .chain(6_000_000..6_000_010)
+            .collect();
+        w.add(&second, Some(&ids), true).unwrap();
+        w.delete(&V3_DELETED, false).unwrap();
+        drop(w);
+        fs::remove_file(dir.join("LOCK")).unwrap();
+        write_expected(&dir, "expected.json", V2_PLAN, V2_EF);
     }
 
     #[test]
