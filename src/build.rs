@@ -560,7 +560,7 @@ impl IndexBuilder {
         lock: &WriterLock,
     ) -> Result<BuildReport, BuildError> {
         let widths = self.check(source.dim())?;
-        if source.len() == 0 {
+        if source.is_empty() {
             return Err(BuildError::EmptyInput {
                 origin: source.origin(),
             });
@@ -850,7 +850,7 @@ impl IndexBuilder {
         }
         // Published. From here on, failures only leave stale files behind.
         cleanup.files.clear();
-        remove_stale(out_dir, &cleanup.lock, &manifest);
+        remove_stale(out_dir, cleanup.lock, &manifest);
         let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         Ok(BuildReport {
             n_items: n,

@@ -112,11 +112,12 @@ pub fn decode(bytes: &[u8], lens: &[usize], label: &str) -> Result<Vec<DeleteBit
         what,
     };
     let mut out = vec![DeleteBits::none(); lens.len()];
+    let mut seen = vec![false; lens.len()];
     for s in c.sections() {
         let seg = s.index as usize;
-        if s.kind != SECTION_BITS || seg >= lens.len() {
+        if s.kind != SECTION_BITS || seg >= lens.len() || std::mem::replace(&mut seen[seg], true) {
             return Err(corrupt(format!(
-                "section (kind {}, index {}) is not the bitmap of one of the {} segments",
+                "section (kind {}, index {}) is not the one bitmap of one of the {} segments",
                 s.kind,
                 s.index,
                 lens.len()
@@ -132,16 +133,19 @@ pub fn decode(bytes: &[u8], lens: &[usize], label: &str) -> Result<Vec<DeleteBit
             )));
         }
         let words: &[u64] = cast_section(bytes, &c, r, "deletion bitmap")?;
-        if n % 64 != 0 && words.last().is_some_and(|&w| w >> (n % 64) != 0) {
+        if !n.is_multiple_of(64) && words.last().is_some_and(|&w| w >> (n % 64) != 0) {
             return Err(corrupt(format!(
                 "segment {seg}'s bitmap deletes rows past its {n} rows"
             )));
         }
         let count = words.iter().map(|w| w.count_ones() as usize).sum();
-        out[seg] = DeleteBits {
-            words: words.to_vec(),
-            count,
-        };
+        // A bitmap of zeros deletes nothing: the same value as no section.
+        if count > 0 {
+            out[seg] = DeleteBits {
+                words: words.to_vec(),
+                count,
+            };
+        }
     }
     Ok(out)
 }

@@ -338,7 +338,8 @@ impl Index {
             .iter()
             .filter_map(|&w| Some((w, default_plan.for_width(&layout, w)?)))
             .collect();
-        let (base_deleted, deltas) = crate::segment::open(dir, &manifest, &store, &layout)?;
+        let (base_deleted, deltas) =
+            crate::segment::open(dir, &manifest, &store, space.as_ref(), &layout)?;
         let live =
             store.len() - base_deleted.count() + deltas.iter().map(Delta::live).sum::<usize>();
         Ok(Index {
@@ -767,6 +768,7 @@ impl Index {
             space: self.space.as_ref(),
             deleted: Some(&self.base_deleted),
             share: Share::WHOLE,
+            reuse_code: false,
         }
     }
 

@@ -11,11 +11,15 @@
 //!                      ──► coarse graph: HNSW on the coarse space (graph::insert, with an
 //!                               inner-product dissimilarity, into flat u32 lists, mapped)
 //!                      ──► default plan: tuned on held-out sample queries (tune)
+//!                      ──► MANIFEST: publishes the generation atomically; later adds and
+//!                          deletes publish delta segments and deletion bitmaps (writer),
+//!                          compaction a new base
 //! query ──► (learned) projected once: q·A over the code widths the plan uses
 //!       ──► coarse stage: beam search on the graph (or an exact code scan), keep₀ candidates
 //!       ──► cascade: each stage adds the next band's dot product (code, then native) to every
 //!                    candidate's score (no dimension multiplied twice), keeps the best keepᵢ
 //!       ──► hits {id, score}: exact inner products of the original vectors at the answer width
+//!           (a live index: each segment's cascade, merged by score, deleted rows never)
 //! ```
 //!
 //! In a recommender, a user's history goes through the query encoder to give the query
@@ -51,10 +55,13 @@
 //! whose currency is a [`candidate::Candidate`]; [`rowset`] the visited and filter sets;
 //! [`default_plan`] the tuned plan an index carries; [`index`] ties them into [`Index`];
 //! [`format`](mod@format) is the container shared by all files (spec in
-//! `index-formats/v2.md`), written through [`atomic`] and read through [`bytes`]; [`lock`] lets
-//! one writer at a time change an index directory; [`exact`]
-//! is brute force for ground truth; [`threads`] makes rayon pools. Feature `build`: `build`
-//! (`IndexBuilder`), `tune` (chooses default plans), `synth` (Matryoshka-like test data).
+//! `index-formats/v3.md`), written through [`atomic`] (whose write points [`fault`] can fail,
+//! for the crash tests) and read through [`bytes`]; [`lock`] lets one writer at a time change
+//! an index directory; a live index adds [`segment`]s (delta segments of added items) and
+//! [`deletes`] (deleted rows) to its base; [`exact`] is brute force for ground truth;
+//! [`threads`] makes rayon pools. Feature `build`: `build` (`IndexBuilder`), `writer`
+//! (`IndexWriter`: add, delete, replace, compact), `tune` (chooses default plans), `synth`
+//! (Matryoshka-like test data).
 //! Feature `encoder`: `encoder` (the ONNX encoders), `stream` (a user's query-encoder state
 //! carried forward one item at a time). Feature `bench`: `bench`. Feature `serve`: `serve`
 //! (the HTTP service: search, recommendations, streaming users, metrics, hot reload).

@@ -270,7 +270,7 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<Manifest, FormatError> {
         None
     };
     let segments = if has(SECTION_SEGMENTS) {
-        Some(decode_segments(bytes, &c, label)?)
+        Some(decode_segments(bytes, &c, label, meta.generation)?)
     } else {
         None
     };
@@ -282,7 +282,12 @@ pub fn decode(bytes: &[u8], label: &str) -> Result<Manifest, FormatError> {
     })
 }
 
-fn decode_segments(bytes: &[u8], c: &Container, label: &str) -> Result<Segments, FormatError> {
+fn decode_segments(
+    bytes: &[u8],
+    c: &Container,
+    label: &str,
+    base: u64,
+) -> Result<Segments, FormatError> {
     let corrupt = |what: String| FormatError::Corrupt {
         file: label.to_string(),
         what,
@@ -305,8 +310,20 @@ fn decode_segments(bytes: &[u8], c: &Container, label: &str) -> Result<Segments,
             r.len, head.n_deltas
         )));
     }
-    if head.has_deletes > 1 {
-        return Err(corrupt(format!("has_deletes is {}", head.has_deletes)));
+    if head.has_deletes > 1
+        || head.reserved != [0; 3]
+        || (head.has_deletes == 0 && (head.deletes_generation, head.deletes_header_crc32) != (0, 0))
+    {
+        return Err(corrupt(format!(
+            "the segments section's head is malformed (has_deletes {}, deletion file {:016x}, reserved {:?})",
+            head.has_deletes, head.deletes_generation, head.reserved
+        )));
+    }
+    if c.header().format_version < 3 {
+        return Err(corrupt(format!(
+            "a segments section in a version-{} manifest (live indexes are version 3)",
+            c.header().format_version
+        )));
     }
     let deltas: Vec<DeltaRef> = data[head_len..]
         .chunks_exact(entry)
@@ -317,6 +334,16 @@ fn decode_segments(bytes: &[u8], c: &Container, label: &str) -> Result<Segments,
             "delta {:016x} has unknown flags {:#x}",
             d.generation, d.flags
         )));
+    }
+    // Every data file belongs to one segment: generations are distinct.
+    let mut gens: Vec<u64> = deltas.iter().map(|d| d.generation).collect();
+    gens.push(base);
+    gens.extend((head.has_deletes == 1).then_some(head.deletes_generation));
+    gens.sort_unstable();
+    if gens.windows(2).any(|w| w[0] == w[1]) {
+        return Err(corrupt(
+            "two segments (the base included) or the deletion file share a generation".into(),
+        ));
     }
     Ok(Segments {
         deletes: (head.has_deletes == 1)

@@ -419,6 +419,9 @@ pub(crate) struct Parts<'a> {
     pub deleted: Option<&'a DeleteBits>,
     /// The segment's share of the index's items: every keep and the beam are scaled by it.
     pub share: Share,
+    /// The segment's query map is the previous segment's: the query code in the scratch,
+    /// from the same query, plan and width, is reused instead of projected again.
+    pub reuse_code: bool,
 }
 
 /// A segment's share `items / total` of a live index's items. A delta segment holding 1% of
@@ -453,14 +456,22 @@ impl Share {
 /// The rows a coarse stage must not return: the filter's denied rows and the deleted rows.
 #[derive(Clone, Copy)]
 struct Denied<'a> {
-    rows: &'a RowSet,
+    /// The filter's denied rows (`None`: none).
+    rows: Option<&'a RowSet>,
     deleted: Option<&'a DeleteBits>,
 }
 
-impl Denied<'_> {
+impl<'a> Denied<'a> {
+    fn new(rows: &'a RowSet, deleted: Option<&'a DeleteBits>) -> Denied<'a> {
+        Denied {
+            rows: (!rows.is_empty()).then_some(rows),
+            deleted,
+        }
+    }
+
     #[inline]
     fn contains(&self, row: u32) -> bool {
-        self.rows.contains(row) || self.deleted.is_some_and(|d| d.contains(row))
+        self.rows.is_some_and(|r| r.contains(row)) || self.deleted.is_some_and(|d| d.contains(row))
     }
 }
 
@@ -530,6 +541,13 @@ fn run(
     };
     let mut code = std::mem::take(&mut scratch.code);
     if let (Some(space), Some(lw)) = (parts.space, plan.learned_width()) {
+        // A delta whose query map is the base's reuses the code the base's search left.
+        if parts.reuse_code && code.len() == lw {
+            run_stages(parts, plan, ef, query, &code, k, filter, scratch, out);
+            scratch.padded = padded;
+            scratch.code = code;
+            return;
+        }
         code.clear();
         code.resize(lw, 0.0);
         space.project_query(query, width, &mut code);
@@ -609,7 +627,7 @@ fn run_stages(
     let use_full_scan = ef.saturating_mul(EXACT_COARSE_FRACTION) >= n || parts.graph.is_none();
     if let (false, false, Some(graph)) = (use_allow_scan, use_full_scan, parts.graph) {
         let rows = &scratch.filter_rows;
-        let denied = Denied { rows, deleted };
+        let denied = Denied::new(rows, deleted);
         match mode {
             FilterMode::None => search_graph(
                 graph,
@@ -778,10 +796,7 @@ fn coarse_scan(
 ) {
     let mut top = TopPool::new(&mut scratch.pool, keep);
     // Rows denied in the scan (none without a deny filter or deletions).
-    let denied = Denied {
-        rows: &scratch.filter_rows,
-        deleted,
-    };
+    let denied = Denied::new(&scratch.filter_rows, deleted);
     let scratch_parts = BlockScan {
         block: &mut scratch.block,
         denied: (mode == FilterMode::Deny).then_some(denied),

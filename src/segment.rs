@@ -37,6 +37,8 @@ pub struct Delta {
     graph: Option<CoarseGraph>,
     space: Option<LearnedSpace>,
     deleted: DeleteBits,
+    /// Its query map is the base's, bit for bit: searches reuse the base's query code.
+    same_query_map: bool,
 }
 
 impl std::fmt::Debug for Delta {
@@ -71,6 +73,11 @@ impl Delta {
     pub fn deleted(&self) -> &DeleteBits {
         &self.deleted
     }
+    /// Whether its query map is the base's, bit for bit (searches then reuse the base's
+    /// query code instead of projecting the query again).
+    pub fn shares_query_map(&self) -> bool {
+        self.same_query_map
+    }
     /// Items in it that are not deleted.
     pub fn live(&self) -> usize {
         self.store.len() - self.deleted.count()
@@ -89,6 +96,7 @@ impl Delta {
             space: self.space.as_ref(),
             deleted: Some(&self.deleted),
             share,
+            reuse_code: self.same_query_map,
         }
     }
 
@@ -122,6 +130,7 @@ pub(crate) fn open(
     dir: &Path,
     manifest: &Manifest,
     base_store: &Store,
+    base_space: Option<&LearnedSpace>,
     layout: &IndexLayout,
 ) -> Result<(DeleteBits, Vec<Delta>), IndexError> {
     let Some(segments) = &manifest.segments else {
@@ -133,24 +142,32 @@ pub(crate) fn open(
     };
     let mut deltas = Vec::with_capacity(segments.deltas.len());
     for r in &segments.deltas {
-        deltas.push(open_delta(dir, r, base_store, layout, &inconsistent)?);
+        let mut d = open_delta(dir, r, base_store, layout, &inconsistent)?;
+        // Compared once at open (code_dim × dim floats): equal unless the delta's items
+        // needed rescaling into half precision.
+        d.same_query_map = match (&d.space, base_space) {
+            (Some(a), Some(b)) => a.query_map() == b.query_map(),
+            _ => false,
+        };
+        deltas.push(d);
     }
     let Some((gen, crc)) = segments.deletes else {
         return Ok((DeleteBits::none(), deltas));
     };
     let path = dir.join(deletes::deletes_file_name(gen));
     let bytes = map(&path)?;
-    let lens: Vec<usize> = std::iter::once(base_store.len())
-        .chain(deltas.iter().map(|d| d.store.len()))
-        .collect();
-    let mut bits = deletes::decode(&bytes, &lens, &label(&path))?.into_iter();
-    let container = crate::format::Container::parse(&bytes, &deletes::DELETES_MAGIC, "")?;
+    let container =
+        crate::format::Container::parse(&bytes, &deletes::DELETES_MAGIC, &label(&path))?;
     if container.header().header_crc32 != crc {
         return Err(inconsistent(format!(
             "{} is not the deletion file MANIFEST names (header checksums differ)",
             path.display()
         )));
     }
+    let lens: Vec<usize> = std::iter::once(base_store.len())
+        .chain(deltas.iter().map(|d| d.store.len()))
+        .collect();
+    let mut bits = deletes::decode(&bytes, &lens, &label(&path))?.into_iter();
     let base = bits.next().unwrap_or_default();
     for (d, b) in deltas.iter_mut().zip(bits) {
         d.deleted = b;
@@ -241,5 +258,6 @@ fn open_delta(
         graph,
         space,
         deleted: DeleteBits::none(),
+        same_query_map: false,
     })
 }

@@ -410,7 +410,7 @@ impl IndexWriter {
         options: &CompactOptions,
         progress: &dyn Progress,
     ) -> Result<CompactReport, WriteError> {
-        let (current, index) = self.current()?;
+        let index = self.current()?.1;
         let dropped = index.deleted_count();
         let merged_deltas = index.deltas().len();
         if index.is_compacted() && !options.force && options.sample_queries.is_none() {
@@ -470,7 +470,9 @@ impl IndexWriter {
                 .target_recall(Some(options.target_recall.unwrap_or(0.95))),
             None => builder.target_recall(None).reuse(Reuse {
                 fitted: index.space().map(Fitted::of_space),
-                plan: current.plan.clone(),
+                // The plan the base answers with: MANIFEST's, or a first-format
+                // DEFAULT_PLAN file's (which the new base's manifest then carries).
+                plan: index.tuned().map(|t| t.to_text()),
             }),
         };
         let ids: Vec<u64> = live.ids.clone();
@@ -528,7 +530,8 @@ fn segment_lens(index: &Index) -> Vec<usize> {
         .collect()
 }
 
-/// The largest id any row of any segment has (deleted rows included: ids are not reused).
+/// The largest id any row of any segment has (deleted rows included, so an id is not
+/// handed out again until a compaction drops the deleted rows that held it).
 fn max_id(index: &Index) -> Option<u64> {
     std::iter::once(index.store())
         .chain(index.deltas().iter().map(|d| d.store()))
@@ -555,6 +558,10 @@ fn check_ids(ids: &[u64], n: usize) -> Result<(), WriteError> {
     }
     Ok(())
 }
+
+/// The largest code a delta stores without rescaling its maps: half of binary16's largest
+/// finite value.
+const HALF_SAFE: f32 = 32_768.0;
 
 /// Writes a delta segment's files under `generation`: the store, the codes in the base's
 /// learned space, and a graph if it holds at least `graph_threshold` items.
@@ -592,10 +599,18 @@ fn write_delta(
     let mut space_crc = 0;
     let coarse = match index.space() {
         Some(space) => {
-            let fitted = Fitted::of_space(space);
+            let mut fitted = Fitted::of_space(space);
             let d = fitted.code_dim;
             let mut codes = encode_items(items, &fitted.item_map, d, &|_| {})
                 .map_err(|e| WriteError::Build(e.into()))?;
+            // Items far larger than the base's would leave half precision's range (65,504):
+            // only then are the delta's maps rescaled by a power of two (item map down,
+            // query map up), which leaves every product unchanged. Otherwise the maps stay
+            // the base's, bit for bit, and searches reuse the base's query code.
+            let max = codes.iter().fold(0f32, |m, c| m.max(c.abs()));
+            if max > HALF_SAFE || !max.is_finite() {
+                fitted.scale_codes(&mut codes);
+            }
             // Stored in half precision; the graph is built on the codes as searches read them.
             for c in codes.iter_mut() {
                 *c = half::f16::from_f32(*c).to_f32();

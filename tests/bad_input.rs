@@ -412,7 +412,7 @@ fn unknown_format_version_and_foreign_files() {
             IndexError::Format(FormatError::UnsupportedVersion {
                 found: 7,
                 oldest: 1,
-                newest: 2,
+                newest: 3,
                 ..
             })
         ),

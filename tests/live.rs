@@ -115,6 +115,11 @@ fn after_adds_and_deletes_answers_equal_a_fresh_build() {
         assert_eq!(live.len(), cat.vectors.len());
         assert_eq!(live.deltas().len(), 2);
         assert!(live.deltas()[0].graph().is_none() && live.deltas()[1].graph().is_some());
+        // Codes in the base's space, with the base's maps: the query code is reused.
+        assert!(live
+            .deltas()
+            .iter()
+            .all(|d| d.shares_query_map() == (space == "learned")));
         assert_eq!(live.deleted_count(), doomed.len());
 
         let (rows, ids) = cat.rows();

@@ -385,6 +385,32 @@ fn reload_under_concurrent_requests_loses_none_and_a_failed_reload_keeps_serving
     assert!(m.contains("mrl_reloads_total{result=\"ok\"} 1"), "{m}");
     assert!(m.contains("mrl_reloads_total{result=\"failed\"} 1"), "{m}");
     std::fs::write(&manifest, saved).unwrap();
+
+    // A live change (an add replacing one item, a delete) is served after a reload: the
+    // replaced item answers with its new vector, the deleted one never.
+    let new_vec: Vec<f32> = q.iter().map(|x| x * 100.0).collect();
+    let mut w = mrl_index::writer::IndexWriter::open(&path).unwrap();
+    w.add(&MatrixSource::new(new_vec, DIM).unwrap(), Some(&[4]), true)
+        .unwrap();
+    w.delete(&[7], false).unwrap();
+    drop(w);
+    let (s, v) = post(a, "/admin/reload", &json!({}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["items"].as_u64(), v["delta_segments"].as_u64()),
+        (Some(1799), Some(1))
+    );
+    assert_eq!(v["deleted"], 2);
+    let (s, v) = post(a, "/v1/search", &json!({"vector": q, "k": 50}));
+    assert_eq!(s, 200, "{v}");
+    let ids: Vec<u64> = v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids[0], 4, "{v}");
+    assert!(!ids.contains(&7));
     run.stop();
 }
 

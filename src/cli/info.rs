@@ -25,6 +25,12 @@ pub struct VerifyArgs {
     index: PathBuf,
 }
 
+/// The format version in the header of `dir`'s MANIFEST (what a reader must support).
+fn manifest_version(dir: &std::path::Path) -> Option<u32> {
+    let bytes = mrl_index::manifest::read_bytes(&mrl_index::manifest::manifest_path(dir)).ok()?;
+    Some(u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?))
+}
+
 /// Runs `info`.
 pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     let index = Index::open(&a.index)?;
@@ -46,11 +52,7 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     .flatten()
     .max()
     .unwrap_or(1)
-    .max(if index.full_manifest().segments.is_some() {
-        3
-    } else {
-        1
-    });
+    .max(manifest_version(&a.index).unwrap_or(1));
     let deltas: Vec<serde_json::Value> = index
         .deltas()
         .iter()
@@ -67,11 +69,25 @@ pub fn run_info(a: InfoArgs) -> Result<(), Error> {
     let tuned = index.tuned();
     let info_of = |key: &str| tuned.and_then(|t| t.info(key)).map(str::to_string);
     if a.json {
+        // Every data file the manifest names: the base's, each delta's, the deletion file.
+        let named = index.full_manifest().generations();
         let mut files = serde_json::Map::new();
-        files.insert(store_file.clone(), index.store().file_len().into());
-        files.insert(graph_file.clone(), index.graph().file_len().into());
-        if let Some(s) = space {
-            files.insert(index.manifest().space_file(), s.file_len().into());
+        let mut entries: Vec<(String, u64)> = std::fs::read_dir(&a.index)
+            .map(|it| {
+                it.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let g = mrl_index::manifest::generation_of(&name)?;
+                        named
+                            .contains(&g)
+                            .then(|| (name, e.metadata().map_or(0, |m| m.len())))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        for (name, len) in entries {
+            files.insert(name, len.into());
         }
         let v = serde_json::json!({
             "index": a.index.display().to_string(),

@@ -472,6 +472,8 @@ async fn reload(State(s): State<Arc<Service>>) -> ApiResult {
     Ok(Json(serde_json::json!({
         "generation": generation,
         "items": index.len(),
+        "delta_segments": index.deltas().len(),
+        "deleted": index.deleted_count(),
     }))
     .into_response())
 }
@@ -617,7 +619,15 @@ fn spawn_reload_on_sighup(service: Arc<Service>) -> Result<(), ServeError> {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             match service.reload().await {
-                Ok(g) => eprintln!("mrl-index serve: SIGHUP: now serving generation {g}"),
+                Ok(g) => {
+                    let index = service.index();
+                    eprintln!(
+                        "mrl-index serve: SIGHUP: now serving generation {g}: {} items, {} delta segments, {} deleted",
+                        index.len(),
+                        index.deltas().len(),
+                        index.deleted_count()
+                    )
+                }
                 Err(e) => eprintln!("mrl-index serve: SIGHUP: {}", e.message),
             }
         }
