@@ -39,6 +39,23 @@ class Index:
         force: bool = False,
     ) -> Index: ...
     def __len__(self) -> int: ...
+    def refresh(self) -> bool: ...
+    def add(
+        self,
+        vectors: npt.ArrayLike,
+        ids: _Ids = None,
+        *,
+        replace: bool = False,
+        threads: Optional[int] = None,
+    ) -> dict[str, Any]: ...
+    def delete(self, ids: _Ids, *, missing_ok: bool = False) -> int: ...
+    def compact(
+        self,
+        *,
+        sample_queries: Optional[npt.ArrayLike] = None,
+        force: bool = False,
+        threads: Optional[int] = None,
+    ) -> dict[str, Any]: ...
     @property
     def dim(self) -> int: ...
     @property

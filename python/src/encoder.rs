@@ -203,7 +203,8 @@ impl PyQueryEncoder {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let lists = histories_of(py, histories)?;
         let enc = &self.inner;
-        let idx = &index.inner;
+        let current = index.index();
+        let idx = &*current;
         let out = py
             .detach(|| encode_ids(enc, idx, &lists))
             .map_err(encoder_err)?;

@@ -6,6 +6,7 @@
 use mrl_index::build::SampleQueries;
 use mrl_index::ingest::{IngestError, VectorSource};
 use mrl_index::progress::NoProgress;
+use mrl_index::writer::{CompactOptions, IndexWriter, WriteError};
 use mrl_index::{BuildError, Filter, Hit, Index, IndexBuilder, IndexError, SearchError};
 use mrl_index::{SearchParams, SearchPlan};
 use numpy::ndarray::Array2;
@@ -13,12 +14,12 @@ use numpy::PyUntypedArrayMethods;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileExistsError, PyFileNotFoundError, PyOSError};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use rayon::prelude::*;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 mod encoder;
 
@@ -366,8 +367,54 @@ fn per_row<T: Send>(
 /// An mrl-index index directory, opened (memory-mapped).
 #[pyclass(module = "mrl_index._mrl_index", name = "Index", frozen)]
 pub(crate) struct PyIndex {
-    pub(crate) inner: Arc<Index>,
+    /// The generation searches use; `refresh` (and this object's own add, delete and
+    /// compact) swap it whole, searches in flight keep theirs.
+    inner: RwLock<Arc<Index>>,
     path: PathBuf,
+}
+
+impl PyIndex {
+    fn wrap(index: Index, path: PathBuf) -> PyIndex {
+        PyIndex {
+            inner: RwLock::new(Arc::new(index)),
+            path,
+        }
+    }
+
+    /// The current generation.
+    pub(crate) fn index(&self) -> Arc<Index> {
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Opens the newest generation if it changed; whether it did.
+    fn refresh_inner(&self) -> Result<bool, IndexError> {
+        let current = self.index();
+        // Opened fresh rather than refreshed in place: searches may share the Arc.
+        let next = Index::open(&self.path)?;
+        if next.full_manifest() == current.full_manifest() {
+            return Ok(false);
+        }
+        *self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        Ok(true)
+    }
+}
+
+fn write_err(e: WriteError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        WriteError::Index(e) => index_err(e),
+        WriteError::Build(e) => build_err(e),
+        WriteError::Lock(_) | WriteError::Io { .. } => PyOSError::new_err(msg),
+        WriteError::Ingest(IngestError::Io { .. }) => PyOSError::new_err(msg),
+        WriteError::UnknownId { .. } => PyKeyError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
 }
 
 #[pymethods]
@@ -377,10 +424,7 @@ impl PyIndex {
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyIndex> {
         let p = path.clone();
         let index = py.detach(move || Index::open(&p)).map_err(index_err)?;
-        Ok(PyIndex {
-            inner: Arc::new(index),
-            path,
-        })
+        Ok(PyIndex::wrap(index, path))
     }
 
     /// Builds an index of `vectors` (n × dim, real numbers) into `path` and opens it.
@@ -437,26 +481,132 @@ impl PyIndex {
                 .map_err(build_err)?;
             Index::open(&p).map_err(index_err)
         })?;
-        Ok(PyIndex {
-            inner: Arc::new(index),
-            path,
+        Ok(PyIndex::wrap(index, path))
+    }
+
+    /// Live items (every segment's, less the deleted ones).
+    fn __len__(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Moves to the newest published generation if the index changed on disk (an add,
+    /// delete or compaction by any process); returns whether it moved. Searches already
+    /// running finish on the generation they started with.
+    fn refresh(&self, py: Python<'_>) -> PyResult<bool> {
+        py.detach(|| self.refresh_inner()).map_err(index_err)
+    }
+
+    /// Adds `vectors` (n × dim) as a new delta segment, with `ids` (one per row; default:
+    /// after the largest id the index held), then moves this object to the new
+    /// generation. An id of a live item raises ValueError unless `replace`, which swaps the
+    /// item's vector. Another writer holding the index raises OSError. Returns what was
+    /// added, as a dict.
+    #[pyo3(signature = (vectors, ids=None, *, replace=false, threads=None))]
+    fn add<'py>(
+        &self,
+        py: Python<'py>,
+        vectors: &Bound<'_, PyAny>,
+        ids: Option<&Bound<'_, PyAny>>,
+        replace: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let arr = as_matrix(py, vectors, "vectors", "float32")?;
+        let rows: PyReadonlyArray2<f32> = arr.extract()?;
+        let dim = rows.shape()[1];
+        if dim == 0 {
+            return Err(PyValueError::new_err("vectors: 0 columns"));
+        }
+        let ids = id_list(py, ids, "ids")?;
+        let data = rows.as_slice()?;
+        let report = py.detach(|| -> PyResult<_> {
+            let mut w = IndexWriter::open(&self.path)
+                .map_err(write_err)?
+                .threads(threads.unwrap_or(0));
+            let source = Rows { data, dim };
+            let r = w.add(&source, ids.as_deref(), replace).map_err(write_err)?;
+            drop(w);
+            self.refresh_inner().map_err(index_err)?;
+            Ok(r)
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("added", report.added)?;
+        d.set_item("replaced", report.replaced)?;
+        d.set_item("graph", report.graph)?;
+        d.set_item("bytes", report.bytes)?;
+        d.set_item("seconds", report.seconds)?;
+        Ok(d)
+    }
+
+    /// Deletes the live items `ids`, then moves this object to the new generation; returns
+    /// how many were deleted. An id that is not a live item raises KeyError (nothing is
+    /// deleted) unless `missing_ok`.
+    #[pyo3(signature = (ids, *, missing_ok=false))]
+    fn delete(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, missing_ok: bool) -> PyResult<usize> {
+        let ids = id_list(py, Some(ids), "ids")?.unwrap_or_default();
+        py.detach(|| -> PyResult<usize> {
+            let mut w = IndexWriter::open(&self.path).map_err(write_err)?;
+            let r = w.delete(&ids, missing_ok).map_err(write_err)?;
+            drop(w);
+            self.refresh_inner().map_err(index_err)?;
+            Ok(r.deleted)
         })
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.len()
+    /// Merges the delta segments and drops the deleted rows into a new base, then moves this
+    /// object to it. With `sample_queries` the learned space is refitted and the default
+    /// plan retuned; without, the base's are kept. Returns what it did, as a dict.
+    #[pyo3(signature = (*, sample_queries=None, force=false, threads=None))]
+    fn compact<'py>(
+        &self,
+        py: Python<'py>,
+        sample_queries: Option<&Bound<'_, PyAny>>,
+        force: bool,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let sample_queries = match sample_queries {
+            Some(q) => {
+                let q = as_matrix(py, q, "sample_queries", "float32")?;
+                let q: PyReadonlyArray2<f32> = q.extract()?;
+                Some(SampleQueries::new(
+                    q.as_slice()?.to_vec(),
+                    q.shape()[1],
+                    "sample_queries (numpy)",
+                ))
+            }
+            None => None,
+        };
+        let options = CompactOptions {
+            sample_queries,
+            target_recall: None,
+            force,
+        };
+        let report = py.detach(|| -> PyResult<_> {
+            let mut w = IndexWriter::open(&self.path)
+                .map_err(write_err)?
+                .threads(threads.unwrap_or(0));
+            let r = w.compact(&options, &NoProgress).map_err(write_err)?;
+            drop(w);
+            self.refresh_inner().map_err(index_err)?;
+            Ok(r)
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("items", report.items)?;
+        d.set_item("dropped", report.dropped)?;
+        d.set_item("merged_deltas", report.merged_deltas)?;
+        d.set_item("rebuilt", report.build.is_some())?;
+        Ok(d)
     }
 
     /// The full dimension of the vectors.
     #[getter]
     fn dim(&self) -> usize {
-        self.inner.dim()
+        self.index().dim()
     }
 
     /// The nested widths (Matryoshka prefixes) the store is cut into.
     #[getter]
     fn widths(&self) -> Vec<usize> {
-        self.inner.widths()
+        self.index().widths()
     }
 
     /// The index directory.
@@ -467,7 +617,7 @@ impl PyIndex {
 
     /// What the index holds and how it searches by default, as a dict.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let i = &self.inner;
+        let i = self.index();
         let d = PyDict::new(py);
         d.set_item("path", self.path.clone())?;
         d.set_item("items", i.len())?;
@@ -486,6 +636,16 @@ impl PyIndex {
         d.set_item("default_ef", i.default_ef())?;
         d.set_item("generation", i.manifest().generation)?;
         d.set_item("tuned", i.tuned().is_some())?;
+        d.set_item("live_items", i.len())?;
+        d.set_item("base_items", i.store().len())?;
+        d.set_item("deleted", i.deleted_count())?;
+        d.set_item(
+            "delta_segments",
+            i.deltas()
+                .iter()
+                .map(|x| (x.store().len(), x.deleted().count(), x.graph().is_some()))
+                .collect::<Vec<_>>(),
+        )?;
         Ok(d)
     }
 
@@ -505,17 +665,17 @@ impl PyIndex {
         allow: Option<&Bound<'py, PyAny>>,
         threads: Option<usize>,
     ) -> PyResult<Answers<'py>> {
-        let q = query_matrix(py, queries, self.inner.dim())?;
+        let q = query_matrix(py, queries, self.index().dim())?;
         let params = SearchParams {
             plan: parse_plan(plan)?,
             ef,
             width,
         };
         let data = q.as_slice()?;
-        let n = data.len() / self.inner.dim();
+        let n = data.len() / self.index().dim();
         let exclude = id_spec(py, exclude, "exclude", n)?;
         let allow = id_spec(py, allow, "allow", n)?;
-        let index = &self.inner;
+        let index = &*self.index();
         let hits = py.detach(|| {
             per_row(threads, data, index.dim(), |i, row| {
                 let filter = Filter {
@@ -543,10 +703,10 @@ impl PyIndex {
         width: Option<usize>,
         threads: Option<usize>,
     ) -> PyResult<Answers<'py>> {
-        let dim = self.inner.dim();
+        let dim = self.index().dim();
         let q = query_matrix(py, queries, dim)?;
         let data = q.as_slice()?;
-        let index = &self.inner;
+        let index = &*self.index();
         let width = width.unwrap_or(dim);
         let hits = py.detach(|| {
             per_row(threads, data, dim, |_, row| {
@@ -599,7 +759,8 @@ impl PyIndex {
             exclude: exclude.as_ref(),
             allow: allow.as_ref(),
         };
-        let (enc, index) = (encoder.inner(), &self.inner);
+        let current = self.index();
+        let (enc, index) = (encoder.inner(), &*current);
         let hits = py.detach(|| run_on(threads, || encoder::recommend(enc, index, &lists, &r)))?;
         let hits = hits.map_err(encoder::encoder_err)?;
         Ok(to_arrays(py, &hits, k))
@@ -607,7 +768,7 @@ impl PyIndex {
 
     /// Checks every byte of the index (checksums and invariants); raises `IndexCorrupt`.
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
-        let index = &self.inner;
+        let index = &*self.index();
         py.detach(|| index.verify()).map_err(index_err)
     }
 
@@ -622,8 +783,8 @@ impl PyIndex {
         format!(
             "mrl_index.Index({:?}, items={}, dim={})",
             self.path.display().to_string(),
-            self.inner.len(),
-            self.inner.dim()
+            self.index().len(),
+            self.index().dim()
         )
     }
 }
