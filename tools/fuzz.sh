@@ -17,7 +17,7 @@ if ! rustup toolchain list | grep -q '^nightly'; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(npy fvecs ids sequences plan manifest store graph space)
+    targets=(npy fvecs ids sequences plan manifest store graph space deletes)
 fi
 cargo +nightly fuzz build -O --fuzz-dir fuzz
 for t in "${targets[@]}"; do

@@ -46,28 +46,41 @@ pub fn write_input(name: &str, data: &[u8]) -> PathBuf {
 /// container targets replace.
 pub fn golden_copy() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/v2");
-        let dst = scratch_dir().join("index");
-        std::fs::create_dir_all(&dst).expect("create the index copy");
-        for e in std::fs::read_dir(&src)
-            .expect("read tests/golden/v2")
-            .flatten()
-        {
-            let name = e.file_name();
-            if name.to_string_lossy().ends_with(".json") {
-                continue;
-            }
-            std::fs::copy(e.path(), dst.join(&name)).expect("copy a golden file");
+    DIR.get_or_init(|| copy_golden("v2"))
+}
+
+/// The golden live index of format version 3 (the v2 base, two delta segments, a deletion
+/// file), copied once: the index whose MANIFEST and deletion file the live targets replace.
+pub fn golden_v3_copy() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| copy_golden("v3"))
+}
+
+fn copy_golden(set: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(set);
+    let dst = scratch_dir().join(set);
+    std::fs::create_dir_all(&dst).expect("create the index copy");
+    for e in std::fs::read_dir(&src)
+        .expect("read tests/golden")
+        .flatten()
+    {
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".json") {
+            continue;
         }
-        dst
-    })
+        std::fs::copy(e.path(), dst.join(&name)).expect("copy a golden file");
+    }
+    dst
 }
 
 /// The path, in the golden copy, of its file whose name starts with `prefix` (`store-`,
 /// `graph-`, `space-`, `MANIFEST`).
 pub fn golden_file(prefix: &str) -> PathBuf {
-    let dir = golden_copy();
+    golden_file_in(golden_copy(), prefix)
+}
+
+/// The path of the file in `dir` whose name starts with `prefix` (the first one).
+pub fn golden_file_in(dir: &Path, prefix: &str) -> PathBuf {
     std::fs::read_dir(dir)
         .expect("read the index copy")
         .flatten()
@@ -132,10 +145,15 @@ pub fn exercise(index: &Index, salt: &[u8]) {
 /// Replaces the golden copy's file `prefix` with `data`, opens the index, exercises it, and
 /// puts the golden file back.
 pub fn with_replaced(prefix: &str, data: &[u8]) {
-    let path = golden_file(prefix);
+    with_replaced_in(golden_copy(), prefix, data);
+}
+
+/// [`with_replaced`] in the golden copy `dir`.
+pub fn with_replaced_in(dir: &Path, prefix: &str, data: &[u8]) {
+    let path = golden_file_in(dir, prefix);
     let original = std::fs::read(&path).expect("read the golden file");
     std::fs::write(&path, data).expect("write the fuzz input");
-    if let Ok(index) = Index::open(golden_copy()) {
+    if let Ok(index) = Index::open(dir) {
         exercise(&index, data);
     }
     std::fs::write(&path, original).expect("restore the golden file");

@@ -1,4 +1,5 @@
-//! The MANIFEST: its decoding, then the index it names opened, searched and verified.
+//! The MANIFEST: its decoding, then the index it names (in the v2 and the v3 golden sets)
+//! opened, searched and verified.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -8,6 +9,8 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     alone(data);
     common::with_replaced("MANIFEST", data);
+    // Segments sections name the v3 set's delta and deletion files: open those too.
+    common::with_replaced_in(common::golden_v3_copy(), "MANIFEST", data);
 });
 
 fn alone(data: &[u8]) {
