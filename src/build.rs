@@ -525,19 +525,7 @@ impl IndexBuilder {
         out_dir: &Path,
         progress: &dyn Progress,
     ) -> Result<BuildReport, BuildError> {
-        let origin = source.origin();
-        let widths = self.check(source.dim())?;
-        let n = source.len();
-        if n == 0 {
-            return Err(BuildError::EmptyInput { origin });
-        }
-        let max = u32::MAX as usize - 1;
-        if n > max {
-            return Err(BuildError::TooManyItems { origin, n, max });
-        }
-        if let Some(ids) = ids {
-            check_ids(ids, n)?;
-        }
+        let widths = self.check_input(source, ids)?;
         let created_dir = ensure_dir(out_dir)?;
         // Locked before the directory is inspected: a second writer fails here, at once.
         let lock = WriterLock::acquire(out_dir).inspect_err(|_| {
@@ -559,16 +547,30 @@ impl IndexBuilder {
         progress: &dyn Progress,
         lock: &WriterLock,
     ) -> Result<BuildReport, BuildError> {
+        let widths = self.check_input(source, ids)?;
+        self.build_holding(source, ids, &widths, out_dir, progress, lock, false)
+    }
+
+    /// The parameters against the input, the input's size and its ids; the widths to use.
+    fn check_input(
+        &self,
+        source: &dyn VectorSource,
+        ids: Option<&[u64]>,
+    ) -> Result<Vec<usize>, BuildError> {
+        let origin = source.origin();
         let widths = self.check(source.dim())?;
-        if source.is_empty() {
-            return Err(BuildError::EmptyInput {
-                origin: source.origin(),
-            });
+        let n = source.len();
+        if n == 0 {
+            return Err(BuildError::EmptyInput { origin });
+        }
+        let max = u32::MAX as usize - 1;
+        if n > max {
+            return Err(BuildError::TooManyItems { origin, n, max });
         }
         if let Some(ids) = ids {
-            check_ids(ids, source.len())?;
+            check_ids(ids, n)?;
         }
-        self.build_holding(source, ids, &widths, out_dir, progress, lock, false)
+        Ok(widths)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1029,17 +1031,18 @@ fn check_ids(ids: &[u64], n: usize) -> Result<(), BuildError> {
             n,
         });
     }
-    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(n);
-    for (row, &id) in ids.iter().enumerate() {
-        if let Some(first) = seen.insert(id, row) {
-            return Err(BuildError::DuplicateId {
-                id,
-                first,
-                second: row,
-            });
-        }
+    match first_duplicate(ids) {
+        Some((id, first, second)) => Err(BuildError::DuplicateId { id, first, second }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The first id given twice: `(id, first row, second row)`.
+pub(crate) fn first_duplicate(ids: &[u64]) -> Option<(u64, usize, usize)> {
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(ids.len());
+    ids.iter()
+        .enumerate()
+        .find_map(|(row, &id)| seen.insert(id, row).map(|first| (id, first, row)))
 }
 
 /// Creates `dir` if needed (so that it can be locked). Returns whether it created it.

@@ -681,45 +681,26 @@ impl Index {
         check_query(&self.store, query)?;
         let (plan, ef, width) = self.resolve(params)?;
         out.clear();
-        search::cascade(
-            self.parts(),
-            plan,
-            ef,
-            query,
-            width,
-            k,
-            filter,
-            scratch,
-            out,
-        );
-        if self.deltas.is_empty() {
-            return Ok(());
-        }
-        // Each delta with its share of every keep; the scores are exact at the answer
-        // width, so merging by score is exact.
-        let mut stats = scratch.stats;
-        for d in &self.deltas {
-            let share = Share {
+        // The base, then each delta with its share of every keep; the scores are exact at
+        // the answer width, so merging the segments' hits by score is exact.
+        let mut stats = search::SearchStats::default();
+        let deltas = self.deltas.iter().map(|d| {
+            d.parts(Share {
                 items: d.live(),
                 total: self.live,
-            };
-            if share.items == 0 {
+            })
+        });
+        for parts in std::iter::once(self.parts()).chain(deltas) {
+            if parts.share.items == 0 {
                 continue;
             }
-            search::cascade(
-                d.parts(share),
-                plan,
-                ef,
-                query,
-                width,
-                k,
-                filter,
-                scratch,
-                out,
-            );
+            search::cascade(parts, plan, ef, query, width, k, filter, scratch, out);
             stats.add(&scratch.stats);
         }
         scratch.stats = stats;
+        if self.deltas.is_empty() {
+            return Ok(());
+        }
         out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         out.truncate(k);
         Ok(())

@@ -19,8 +19,8 @@
 
 use crate::atomic::AtomicFile;
 use crate::build::{
-    header_crc_of, native_prefix, new_generation, scan_source, BuildError, BuildReport,
-    IndexBuilder, Reuse, SampleQueries, SpaceChoice,
+    first_duplicate, header_crc_of, native_prefix, new_generation, scan_source, BuildError,
+    BuildReport, IndexBuilder, Reuse, SampleQueries, SpaceChoice,
 };
 use crate::deletes::{self, DeleteBits};
 use crate::graph::build::{build_graph, write_graph, BuildInfo, CoarseMetric, GraphParams};
@@ -35,7 +35,6 @@ use crate::space::learn::{encode_items, Fitted};
 use crate::space::write_space;
 use crate::store::write_store;
 use crate::Index;
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -546,17 +545,10 @@ fn check_ids(ids: &[u64], n: usize) -> Result<(), WriteError> {
             n,
         });
     }
-    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(n);
-    for (row, &id) in ids.iter().enumerate() {
-        if let Some(first) = seen.insert(id, row) {
-            return Err(WriteError::DuplicateId {
-                id,
-                first,
-                second: row,
-            });
-        }
+    match first_duplicate(ids) {
+        Some((id, first, second)) => Err(WriteError::DuplicateId { id, first, second }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The largest code a delta stores without rescaling its maps: half of binary16's largest

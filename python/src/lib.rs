@@ -255,6 +255,20 @@ pub(crate) fn id_lists(py: Python<'_>, x: &Bound<'_, PyAny>, what: &str) -> PyRe
     Ok(IdSpec::PerQuery(lists))
 }
 
+/// Item vectors (`vectors`, n × dim real numbers) as a float32 matrix and its width.
+fn item_rows<'py>(
+    py: Python<'py>,
+    vectors: &Bound<'py, PyAny>,
+) -> PyResult<(PyReadonlyArray2<'py, f32>, usize)> {
+    let arr = as_matrix(py, vectors, "vectors", "float32")?;
+    let rows: PyReadonlyArray2<f32> = arr.extract()?;
+    let dim = rows.shape()[1];
+    if dim == 0 {
+        return Err(PyValueError::new_err("vectors: 0 columns"));
+    }
+    Ok((rows, dim))
+}
+
 /// A row-major float32 matrix borrowed from numpy, as the builder's input.
 struct Rows<'a> {
     data: &'a [f32],
@@ -389,6 +403,22 @@ impl PyIndex {
             .clone()
     }
 
+    /// Runs `change` with this index's writer (taken for the call), then moves this object
+    /// to the generation it published.
+    fn write<T>(
+        &self,
+        threads: Option<usize>,
+        change: impl FnOnce(&mut IndexWriter) -> Result<T, WriteError>,
+    ) -> PyResult<T> {
+        let mut w = IndexWriter::open(&self.path)
+            .map_err(write_err)?
+            .threads(threads.unwrap_or(0));
+        let r = change(&mut w).map_err(write_err)?;
+        drop(w);
+        self.refresh_inner().map_err(index_err)?;
+        Ok(r)
+    }
+
     /// Opens the newest generation if it changed; whether it did.
     fn refresh_inner(&self) -> Result<bool, IndexError> {
         let current = self.index();
@@ -446,12 +476,7 @@ impl PyIndex {
         sample_queries: Option<&Bound<'_, PyAny>>,
         force: bool,
     ) -> PyResult<PyIndex> {
-        let arr = as_matrix(py, vectors, "vectors", "float32")?;
-        let rows: PyReadonlyArray2<f32> = arr.extract()?;
-        let dim = rows.shape()[1];
-        if dim == 0 {
-            return Err(PyValueError::new_err("vectors: 0 columns"));
-        }
+        let (rows, dim) = item_rows(py, vectors)?;
         let ids = id_list(py, ids, "ids")?;
         let mut builder = IndexBuilder::new()
             .coarse_dim(coarse_dim)
@@ -510,23 +535,13 @@ impl PyIndex {
         replace: bool,
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let arr = as_matrix(py, vectors, "vectors", "float32")?;
-        let rows: PyReadonlyArray2<f32> = arr.extract()?;
-        let dim = rows.shape()[1];
-        if dim == 0 {
-            return Err(PyValueError::new_err("vectors: 0 columns"));
-        }
+        let (rows, dim) = item_rows(py, vectors)?;
         let ids = id_list(py, ids, "ids")?;
         let data = rows.as_slice()?;
-        let report = py.detach(|| -> PyResult<_> {
-            let mut w = IndexWriter::open(&self.path)
-                .map_err(write_err)?
-                .threads(threads.unwrap_or(0));
-            let source = Rows { data, dim };
-            let r = w.add(&source, ids.as_deref(), replace).map_err(write_err)?;
-            drop(w);
-            self.refresh_inner().map_err(index_err)?;
-            Ok(r)
+        let report = py.detach(|| {
+            self.write(threads, |w| {
+                w.add(&Rows { data, dim }, ids.as_deref(), replace)
+            })
         })?;
         let d = PyDict::new(py);
         d.set_item("added", report.added)?;
@@ -543,13 +558,8 @@ impl PyIndex {
     #[pyo3(signature = (ids, *, missing_ok=false))]
     fn delete(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, missing_ok: bool) -> PyResult<usize> {
         let ids = id_list(py, Some(ids), "ids")?.unwrap_or_default();
-        py.detach(|| -> PyResult<usize> {
-            let mut w = IndexWriter::open(&self.path).map_err(write_err)?;
-            let r = w.delete(&ids, missing_ok).map_err(write_err)?;
-            drop(w);
-            self.refresh_inner().map_err(index_err)?;
-            Ok(r.deleted)
-        })
+        py.detach(|| self.write(None, |w| w.delete(&ids, missing_ok)))
+            .map(|r| r.deleted)
     }
 
     /// Merges the delta segments and drops the deleted rows into a new base, then moves this
@@ -580,15 +590,7 @@ impl PyIndex {
             target_recall: None,
             force,
         };
-        let report = py.detach(|| -> PyResult<_> {
-            let mut w = IndexWriter::open(&self.path)
-                .map_err(write_err)?
-                .threads(threads.unwrap_or(0));
-            let r = w.compact(&options, &NoProgress).map_err(write_err)?;
-            drop(w);
-            self.refresh_inner().map_err(index_err)?;
-            Ok(r)
-        })?;
+        let report = py.detach(|| self.write(threads, |w| w.compact(&options, &NoProgress)))?;
         let d = PyDict::new(py);
         d.set_item("items", report.items)?;
         d.set_item("dropped", report.dropped)?;
