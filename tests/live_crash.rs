@@ -164,6 +164,32 @@ fn killed_or_out_of_space_at_every_write_point_the_index_stays_whole() {
         assert!(out.status.success(), "{name}: {out:?}");
         let (snap_before, snap_after) = (snapshot(&before, &queries), snapshot(&after, &queries));
         assert_ne!(snap_before, snap_after, "{name} must change the index");
+        // `info --json` reports the live index as it is.
+        let out = run(
+            &[s("info"), s("--index"), s("{dir}"), s("--json")],
+            &after,
+            None,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["live_items"], snap_after.live, "{info}");
+        assert_eq!(info["deleted"], snap_after.deleted, "{info}");
+        let deltas = info["delta_segments"].as_array().unwrap();
+        assert_eq!(deltas.len(), snap_after.deltas, "{info}");
+        assert_eq!(
+            info["format_version"],
+            if snap_after.deltas > 0 { 3 } else { 2 }
+        );
+        // Its files: every data file in the directory (a published change leaves only those
+        // MANIFEST names), with their sizes.
+        let mut on_disk: Vec<String> = std::fs::read_dir(&after)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| mrl_index::manifest::generation_of(n).is_some())
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = info["files"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(listed, on_disk, "{info}");
         for mode in ["kill", "enospc"] {
             let work = root.join("work");
             let mut points = 0;
