@@ -418,3 +418,54 @@ fn readers_see_one_generation_while_a_writer_works() {
     assert!(now.iter().all(|id| !first[..3].contains(id)));
     before.verify().unwrap();
 }
+
+/// Compaction with sample queries refits the learned space and retunes the default plan on
+/// them, as a fresh build does; without, the base's plan is kept.
+#[test]
+fn compaction_with_sample_queries_refits_and_retunes() {
+    let b = common::build(3000, 300, DIM, 8, builder("learned"));
+    let dir = b.dir.path().join("idx");
+    let plan_before = Index::open(&dir).unwrap().default_plan().to_string();
+    IndexWriter::open(&dir)
+        .unwrap()
+        .delete(&[1, 2, 3], false)
+        .unwrap();
+    let mut w = IndexWriter::open(&dir).unwrap().threads(1);
+    let r = w.compact(&CompactOptions::default(), &NoProgress).unwrap();
+    assert_eq!((r.items, r.dropped), (2997, 3));
+    assert_eq!(
+        Index::open(&dir).unwrap().default_plan().to_string(),
+        plan_before
+    );
+    // Nothing left to merge: a no-op unless forced or given sample queries.
+    let r = w.compact(&CompactOptions::default(), &NoProgress).unwrap();
+    assert!(r.build.is_none());
+    let options = CompactOptions {
+        sample_queries: Some(mrl_index::build::SampleQueries::new(
+            b.queries.clone(),
+            DIM,
+            "test queries",
+        )),
+        target_recall: Some(0.9),
+        force: false,
+    };
+    let r = w.compact(&options, &NoProgress).unwrap();
+    let report = r.build.expect("rebuilt");
+    assert!(report.tuned.is_some(), "retuned on the sample queries");
+    drop(w);
+    let index = Index::open(&dir).unwrap();
+    index.verify().unwrap();
+    assert_eq!(index.len(), 2997);
+    let space = index.space().expect("still a learned space");
+    assert!(
+        space.meta().n_fit_queries > 0,
+        "refitted on the sample queries"
+    );
+    let tuned = index.tuned().expect("a tuned plan");
+    assert!(
+        tuned
+            .info("source")
+            .is_some_and(|s| s.contains("sample queries"))
+            || tuned.info("recall").is_some()
+    );
+}

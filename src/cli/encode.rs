@@ -392,6 +392,8 @@ pub fn evaluate_queries(
         }
         m.mean()
     };
+    // Exact ranking per width scans the base's store: a live index must be compacted.
+    mrl_index::search::require_compacted(index)?;
     let mut methods = Vec::new();
     let mut exact_full_seconds = 0.0;
     let n_bands = index.store().bands().len();
