@@ -10,7 +10,10 @@ with a strictly higher score.
 
 ``--onnx-dir datasets/beauty`` evaluates the weights stored in the committed ONNX files (no training
 run needed). ``--f16`` rounds every weight matrix to float16 first (what the ONNX export stores); without it the
-weights are used in float32. ``--compare-f16`` evaluates both and records both.
+weights are used in float32. ``--compare-f16`` evaluates both and records both. ``--agreement``
+adds the prefix agreement (``prefix_agreement``): the share of the 1024-d top-10 that the 64, 128,
+256 and 512-d prefixes rank in their top 10, 100 and 1,000 -- what a cascade starting on a short
+prefix can find at best.
 """
 from __future__ import annotations
 
@@ -68,6 +71,53 @@ def evaluate(params, feats, seqs, split: str = "test", batch_size: int = 256, ma
     return out, ranks
 
 
+@jax.jit
+def _prefix_ranks(params, E, ids, lengths):
+    """For each query, the rank at every size of each of its full-size top-10 items: [S, B, 10]
+    (the number of items a size scores strictly higher)."""
+    E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
+    z = M.query_vectors(params, E_pad[ids], lengths)
+    scores = M.mrl_logits(z, E)                                       # [S, B, N]
+    top = jax.lax.top_k(scores[-1], 10)[1]                            # [B, 10]
+    t = jnp.take_along_axis(scores, jnp.broadcast_to(top[None], (scores.shape[0],) + top.shape),
+                            axis=-1)                                  # [S, B, 10]
+    return jnp.sum(scores[:, :, None, :] > t[..., None], axis=-1)
+
+
+AGREEMENT_WIDTHS = (64, 128, 256, 512)
+AGREEMENT_DEPTHS = (10, 100, 1000)
+
+
+def prefix_agreement(params, feats, seqs, split: str = "test", batch_size: int = 64,
+                     max_len: int = 50, widths=AGREEMENT_WIDTHS, depths=AGREEMENT_DEPTHS):
+    """How much of the full size's exact top-10 each prefix ranks near its top: for every width w
+    and depth d, the share of the 1024-d top-10 items (over all users of the split) that the
+    w-d sub-model ranks within its top d. -> {str(w): {str(d): share}}. What a cascade whose
+    coarse stage scores the w-d prefix and keeps d candidates can find at best."""
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    E = M.item_vectors(params, jnp.asarray(feats))
+    hist, targets = D.eval_examples(seqs, split, max_len)
+    hits = np.zeros((len(M.SIZES), len(depths)), dtype=np.int64)
+    n = 0
+    for idx, ids, lengths, _ in D.eval_batches(hist, targets, batch_size, max_len):
+        r = np.asarray(_prefix_ranks(params, E, jnp.asarray(ids), jnp.asarray(lengths)))
+        r = r[:, idx >= 0]                                            # [S, b, 10]
+        n += r.shape[1] * r.shape[2]
+        for j, d in enumerate(depths):
+            hits[:, j] += (r < d).sum(axis=(1, 2))
+    return {str(w): {str(d): float(hits[M.SIZES.index(w), j] / max(n, 1))
+                     for j, d in enumerate(depths)} for w in widths}
+
+
+def agreement_table(agr) -> str:
+    depths = list(next(iter(agr.values())).keys())
+    lines = ["| prefix | " + " | ".join(f"in its top-{d}" for d in depths) + " |",
+             "|---" * (len(depths) + 1) + "|"]
+    for w, row in agr.items():
+        lines.append(f"| {w} | " + " | ".join(f"{row[d]:.3f}" for d in depths) + " |")
+    return "\n".join(lines)
+
+
 def table(res, ks=(5, 10, 20)) -> str:
     cols = [f"{m}@{k}" for k in ks for m in ("Recall", "NDCG")]
     lines = ["| width | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -90,6 +140,9 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--out", default="", help="write results JSON here (e.g. datasets/beauty/eval_results.json)")
     ap.add_argument("--meta", default="", help="JSON file whose contents go under 'training' in the output")
+    ap.add_argument("--agreement", action="store_true",
+                    help="also measure the prefix agreement: the share of the 1024-d top-10 each of the "
+                         "64/128/256/512-d prefixes ranks in its top 10/100/1000")
     args = ap.parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -125,6 +178,13 @@ def main(argv=None):
         result[f"metrics_{name}_weights"] = res
         result[f"eval_seconds_{name}"] = round(dt, 2)
         print(f"## {args.split}, {name} weights ({dt:.1f}s)\n" + table(res), flush=True)
+    if args.agreement:
+        p = M.round_f16(params) if (args.f16 and not args.onnx_dir) else params
+        t0 = time.time()
+        agr = prefix_agreement(p, feats, seqs, args.split)
+        result["prefix_agreement"] = agr
+        print(f"## prefix agreement ({args.split}, {time.time() - t0:.1f}s): share of the 1024-d "
+              f"top-10 in each prefix's top-d\n" + agreement_table(agr), flush=True)
     if args.compare_f16:
         a = result["metrics_float16_weights"]["1024"]["NDCG@10"]
         b = result["metrics_float32_weights"]["1024"]["NDCG@10"]

@@ -213,11 +213,31 @@ def mrl_logits(z, items, sizes=SIZES):
     return jnp.cumsum(jnp.stack(parts, axis=0), axis=0)
 
 
-def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None):
-    """Mean over sizes of the full-catalogue softmax cross-entropy of the next item.
+def distill_loss(logits, w, tau: float = 1.0):
+    """Self-distillation across sizes: KL(softmax(t/tau) || softmax(s_k/tau)) from the full size's
+    scores t (a stopped-gradient teacher) to every smaller size's s_k, averaged over the real
+    positions (weights ``w`` [P]); scaled by tau**2 so its gradient does not shrink with tau.
+
+    logits: [S, P, N] (``mrl_logits``) -> [S-1] per smaller size. The teacher receives no
+    gradient: the term only moves the small sizes towards the full size's ranking.
+    """
+    t = jax.lax.stop_gradient(logits[-1]) / tau                      # [P, N]
+    log_p = jax.nn.log_softmax(t, axis=-1)
+    p = jnp.exp(log_p)
+    log_q = jax.nn.log_softmax(logits[:-1] / tau, axis=-1)           # [S-1, P, N]
+    kl = jnp.sum(p[None] * (log_p[None] - log_q), axis=-1)           # [S-1, P]
+    return (kl * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0) * tau * tau
+
+
+def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None,
+             distill_weight: float = 0.0, tau: float = 1.0):
+    """Mean over sizes of the full-catalogue softmax cross-entropy of the next item, plus
+    ``distill_weight`` times the mean over the smaller sizes of ``distill_loss`` (0: the paper's
+    loss exactly).
 
     feats: [N, 384] (item id i has row i-1); ids, labels: [B, L] int32 item ids (0 = pad), left-
-    aligned; weights: [B, L] float (1 at real positions). Returns (loss, per-size losses).
+    aligned; weights: [B, L] float (1 at real positions). Returns (loss, per-size losses), the
+    per-size losses being the cross-entropies alone.
     """
     E = item_vectors(params, feats)                                  # [N, D]
     E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
@@ -230,7 +250,10 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     tl = jnp.take_along_axis(logits, tgt[None, :, None], axis=-1)[..., 0]
     w = weights.reshape(-1)
     per_size = ((lse - tl) * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0)
-    return per_size.mean(), per_size
+    loss = per_size.mean()
+    if distill_weight:
+        loss = loss + distill_weight * distill_loss(logits, w, tau).mean()
+    return loss, per_size
 
 
 # ----------------------------------------------------------------------------- helpers

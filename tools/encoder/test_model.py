@@ -165,3 +165,58 @@ def test_save_load_roundtrip(tmp_path):
     back = M.load_params(tmp_path / "p.npz")
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_distill_loss_is_zero_when_sizes_agree_and_never_moves_the_teacher():
+    rng = np.random.RandomState(11)
+    full = rng.standard_normal((4, 9)).astype(np.float32)
+    w = jnp.asarray(np.array([1, 1, 0, 1], np.float32))
+    same = jnp.asarray(np.stack([full] * 3))                          # [S=3, P, N]
+    np.testing.assert_allclose(np.asarray(M.distill_loss(same, w, 2.0)), 0.0, atol=1e-6)
+    other = jnp.asarray(np.stack([rng.standard_normal((4, 9)).astype(np.float32), full, full]))
+    kl = np.asarray(M.distill_loss(other, w, 1.0))
+    assert kl[0] > 0.01 and abs(kl[1]) < 1e-6
+    # The reference: KL(p || q) at the real positions, by hand.
+    p = np.exp(full - full.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    s0 = np.asarray(other[0]); q = np.exp(s0 - s0.max(-1, keepdims=True)); q /= q.sum(-1, keepdims=True)
+    ref = (np.sum(p * (np.log(p) - np.log(q)), -1) * np.asarray(w)).sum() / 3
+    np.testing.assert_allclose(kl[0], ref, rtol=1e-4)
+    g = jax.grad(lambda lg: M.distill_loss(lg, w, 1.5).sum())(other)
+    assert np.all(np.asarray(g[-1]) == 0.0), "the full size is a stopped-gradient teacher"
+    assert np.abs(np.asarray(g[0])).max() > 0
+
+
+def test_mrl_loss_adds_the_weighted_distillation_term():
+    rng = np.random.RandomState(12)
+    params = _rand_params(13, n_blocks=1)
+    feats = jnp.asarray(rng.standard_normal((30, M.FEAT_DIM)).astype(np.float32))
+    ids = jnp.asarray(np.array([[3, 5, 7, 0], [1, 2, 0, 0]], np.int32))
+    labels = jnp.asarray(np.array([[5, 7, 9, 0], [2, 30, 0, 0]], np.int32))
+    w = (labels > 0).astype(jnp.float32)
+    base, per = M.mrl_loss(params, feats, ids, labels, w)
+    total, per2 = M.mrl_loss(params, feats, ids, labels, w, distill_weight=0.5, tau=2.0)
+    E = M.item_vectors(params, feats)
+    E_pad = jnp.concatenate([jnp.zeros((1, M.D)), E])
+    z = M.sequence_forward(params, E_pad[ids]).reshape(-1, M.D)
+    kd = M.distill_loss(M.mrl_logits(z, E), w.reshape(-1), 2.0).mean()
+    np.testing.assert_allclose(float(total), float(base) + 0.5 * float(kd), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(per2), np.asarray(per), rtol=1e-6)
+    assert float(kd) > 0
+
+
+def test_prefix_agreement_counts_the_full_top10_in_each_prefix_top_d():
+    import evaluate as EV
+    rng = np.random.RandomState(14)
+    params = _rand_params(15, n_blocks=1)
+    feats = rng.standard_normal((40, M.FEAT_DIM)).astype(np.float32)
+    seqs = [list(rng.randint(1, 41, size=rng.randint(3, 9))) for _ in range(37)]
+    agr = EV.prefix_agreement(params, feats, seqs, "test", batch_size=16,
+                              widths=(8, 64, 1024), depths=(10, 20, 40))
+    assert set(agr) == {"8", "64", "1024"}
+    for w, row in agr.items():
+        vals = [row["10"], row["20"], row["40"]]
+        assert all(0.0 <= v <= 1.0 for v in vals) and vals == sorted(vals), (w, row)
+        assert row["40"] == 1.0, "every item is within the top 40 of 40"
+    assert agr["1024"]["10"] == 1.0, "the full size holds its own top-10"
+    # The 8-d prefix of a random model agrees far less than the full size with itself.
+    assert agr["8"]["10"] < 0.9

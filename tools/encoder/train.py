@@ -1,7 +1,9 @@
 """Train fMRLRec (text-only) on Amazon Beauty with jax + optax (CPU or GPU, same code).
 
 Loss: mean over the 8 Matryoshka sizes of the full-catalogue softmax cross-entropy of the next
-item at every real position (model.mrl_loss). AdamW (weight decay 0.01 on everything but biases,
+item at every real position (model.mrl_loss), plus ``--distill-weight`` times the
+self-distillation term (model.distill_loss: the full size's softmax at ``--distill-tau`` as a
+stopped-gradient teacher of every smaller size; 0 by default, the paper's loss). AdamW (weight decay 0.01 on everything but biases,
 eps 1e-9), global-norm clip 5.0, linear warm-up (100 steps) then cosine decay over ``--epochs``,
 dropout ``--dropout``. Validation (NDCG@10 at width 1024, full ranking) after every epoch; early
 stopping with patience 10; the best validation weights are saved to ``<out-dir>/best_params.npz``.
@@ -83,6 +85,9 @@ def main(argv=None):
     ap.add_argument("--limit-users", type=int, default=0, help="use only the first N users (testing)")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--ckpt-every-min", type=float, default=3.0)
+    ap.add_argument("--distill-weight", type=float, default=0.0,
+                    help="weight of the self-distillation term (full size -> every smaller size; 0: off)")
+    ap.add_argument("--distill-tau", type=float, default=1.0, help="temperature of the self-distillation term")
     ap.add_argument("--precision", default="default", choices=["default", "high", "highest"],
                     help="jax matmul precision for training (GPU 'default' allows TF32)")
     args = ap.parse_args(argv)
@@ -124,7 +129,8 @@ def main(argv=None):
     @jax.jit
     def train_step(params, opt_state, ids, labels, weights, key):
         (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
-            params, feats, ids, labels, weights, args.dropout, key)
+            params, feats, ids, labels, weights, args.dropout, key,
+            args.distill_weight, args.distill_tau)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss, per_size
