@@ -265,13 +265,6 @@ impl IndexWriter {
         Ok((manifest, index))
     }
 
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
-        move |source| WriteError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
     /// Adds `items` (with external `ids`, one per row; without, ids continue after the
     /// largest id the index ever held) as a new delta segment. An id of a live item is an
     /// error unless `replace`, which deletes the old row in the same generation.
@@ -443,11 +436,7 @@ impl IndexWriter {
             .widths(widths)
             .coarse_dim(native_coarse)
             .m(graph.meta().m as usize)
-            .coarse_metric(if graph.meta().metric == CoarseMetric::ReducedL2.code() {
-                CoarseMetric::ReducedL2
-            } else {
-                CoarseMetric::InnerProduct
-            })
+            .coarse_metric(metric_of(graph))
             .threads(self.threads)
             .overwrite(true)
             .space(if learned {
@@ -494,7 +483,7 @@ impl IndexWriter {
         let refs: Vec<&DeleteBits> = bits.iter().collect();
         let bytes = deletes::encode(&refs);
         unpublished.0.push(path.clone());
-        crate::atomic::write_atomic(&path, &bytes).map_err(Self::io(&path))?;
+        crate::atomic::write_atomic(&path, &bytes).map_err(io_err(&path))?;
         Ok((generation, header_crc_of(&path)?))
     }
 
@@ -507,11 +496,28 @@ impl IndexWriter {
             if manifest::is_published(&self.dir, next) {
                 unpublished.0.clear();
             }
-            return Err(Self::io(&path)(e));
+            return Err(io_err(&path)(e));
         }
         unpublished.0.clear();
         self.lock.remove_leftovers(Some(next));
         Ok(())
+    }
+}
+
+/// A file error naming `path`.
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The neighbour selection a graph was built with (its stored metric code).
+fn metric_of(graph: &crate::graph::CoarseGraph) -> CoarseMetric {
+    if graph.meta().metric == CoarseMetric::ReducedL2.code() {
+        CoarseMetric::ReducedL2
+    } else {
+        CoarseMetric::InnerProduct
     }
 }
 
@@ -569,13 +575,9 @@ fn write_delta(
     let n = items.len();
     let widths = index.widths();
     let norms = scan_source(items, &widths, &NoProgress)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| WriteError::Io { path, source }
-    };
     let store_path = dir.join(manifest::store_file_name(generation));
     unpublished.0.push(store_path.clone());
-    let file = AtomicFile::create(&store_path).map_err(io(&store_path))?;
+    let file = AtomicFile::create(&store_path).map_err(io_err(&store_path))?;
     let file =
         write_store(file, items, &widths, &norms, Some(ids), |_| {}).map_err(|e| match e {
             crate::store::StoreWriteError::Io(source) => WriteError::Io {
@@ -584,7 +586,7 @@ fn write_delta(
             },
             crate::store::StoreWriteError::Ingest(e) => WriteError::Ingest(e),
         })?;
-    file.commit().map_err(io(&store_path))?;
+    file.commit().map_err(io_err(&store_path))?;
     drop(norms);
     let layout = index.layout();
     let mut flags = 0;
@@ -609,10 +611,10 @@ fn write_delta(
             }
             let path = dir.join(manifest::space_file_name(generation));
             unpublished.0.push(path.clone());
-            let file = AtomicFile::create(&path).map_err(io(&path))?;
+            let file = AtomicFile::create(&path).map_err(io_err(&path))?;
             let file = write_space(file, &fitted, space.widths(), &codes, space.meta().seed)
-                .map_err(io(&path))?;
-            file.commit().map_err(io(&path))?;
+                .map_err(io_err(&path))?;
+            file.commit().map_err(io_err(&path))?;
             space_crc = header_crc_of(&path)?;
             flags |= DELTA_HAS_SPACE;
             let w = layout.coarse_width;
@@ -631,11 +633,7 @@ fn write_delta(
             m: base.meta().m as usize,
             ef_construction: info.as_ref().map_or(200, |i| i.ef_construction as usize),
             seed: info.as_ref().map_or(42, |i| i.seed),
-            metric: if base.meta().metric == CoarseMetric::ReducedL2.code() {
-                CoarseMetric::ReducedL2
-            } else {
-                CoarseMetric::InnerProduct
-            },
+            metric: metric_of(base),
             ..GraphParams::default()
         };
         let t = Instant::now();
@@ -653,9 +651,9 @@ fn write_delta(
         };
         let path = dir.join(manifest::graph_file_name(generation));
         unpublished.0.push(path.clone());
-        let file = AtomicFile::create(&path).map_err(io(&path))?;
-        let file = write_graph(file, &exported, &info).map_err(io(&path))?;
-        file.commit().map_err(io(&path))?;
+        let file = AtomicFile::create(&path).map_err(io_err(&path))?;
+        let file = write_graph(file, &exported, &info).map_err(io_err(&path))?;
+        file.commit().map_err(io_err(&path))?;
         graph_crc = header_crc_of(&path)?;
         flags |= DELTA_HAS_GRAPH;
     }
