@@ -15,6 +15,7 @@ import numpy as np
 from ._build import BuildSettings, ShardBuildError, build
 from ._manifest import ShardManifestError
 from ._manifest import read as read_manifest
+from ._npy import load_npy
 from ._search import ShardedIndex, ShardUnavailable
 from ._sharding import PADDING_ID
 from ._verify import verify
@@ -134,12 +135,7 @@ def _cmd_build(a: argparse.Namespace) -> int:
 
 
 def _load_queries(path: str, dim: int) -> np.ndarray:
-    try:
-        q = np.load(path)
-    except FileNotFoundError:
-        raise ValueError(f"queries {path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise ValueError(f"queries {path}: not a readable .npy file: {e}") from None
+    q = load_npy(path, "queries", ValueError)
     if q.ndim != 2 or q.shape[1] != dim or q.dtype.kind != "f":
         raise ValueError(
             f"queries {path}: expected float [n, {dim}] (the index's dimension), "
@@ -153,7 +149,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
     queries = _load_queries(a.queries, manifest.dim)
     truth = None
     if a.truth:
-        truth = np.load(a.truth)
+        truth = load_npy(a.truth, "truth", ValueError)
         if truth.ndim != 2 or truth.shape[0] != queries.shape[0] or truth.shape[1] < a.k:
             raise ValueError(
                 f"truth {a.truth}: expected [{queries.shape[0]}, >= {a.k}] ids, "

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _manifest
 from ._manifest import SHARD_DIR, ShardEntry, ShardManifest
+from ._npy import load_npy
 from ._ray import connect, largest_node
 from ._sharding import PADDING_ID, shard_of
 
@@ -63,27 +64,16 @@ def _fail(message: str) -> ShardBuildError:
 
 
 def _load_matrix(path: str, what: str) -> np.ndarray:
-    try:
-        a = np.load(path, mmap_mode="r")
-    except FileNotFoundError:
-        raise _fail(f"{what} {path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise _fail(f"{what} {path}: not a readable .npy file: {e}") from None
-    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        shape = getattr(a, "shape", None)
-        raise _fail(f"{what} {path}: expected a non-empty 2-D array, found shape {shape}")
+    a = load_npy(path, what, ShardBuildError, mmap=True)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise _fail(f"{what} {path}: expected a non-empty 2-D array, found shape {a.shape}")
     if a.dtype not in (np.float32, np.float16, np.float64):
         raise _fail(f"{what} {path}: expected float32 (or float16/float64), found {a.dtype}")
     return a
 
 
 def _load_ids(path: str, n: int) -> np.ndarray:
-    try:
-        ids = np.load(path)
-    except FileNotFoundError:
-        raise _fail(f"ids {path}: no such file") from None
-    except (ValueError, OSError) as e:
-        raise _fail(f"ids {path}: not a readable .npy file: {e}") from None
+    ids = load_npy(path, "ids", ShardBuildError)
     if ids.ndim != 1 or ids.shape[0] != n:
         raise _fail(f"ids {path}: expected shape ({n},) (one per item), found {ids.shape}")
     if ids.dtype.kind not in "iu":
