@@ -168,6 +168,7 @@ class ShardedIndex:
         path = Path(path)
         manifest = _manifest.read(path)
         ray, started = connect(address)
+        actors: List[Any] = []
         try:
             shards = len(manifest.shards)
             node_cpus = largest_node(ray, "CPU")
@@ -180,16 +181,16 @@ class ShardedIndex:
                 max_restarts=max_restarts,
                 max_task_retries=max_restarts,
             )
-            actors = [
-                remote.remote(str(path / s.dir), s.manifest_sha256, n_threads)
-                for s in manifest.shards
-            ]
+            for s in manifest.shards:
+                actors.append(remote.remote(str(path / s.dir), s.manifest_sha256, n_threads))
             index = cls(path, manifest, ray, actors, started, timeout, batch)
             index._down = index._ping(start_timeout)
             if index._down and not allow_partial:
                 raise ShardUnavailable(index._down)
             return index
         except BaseException:
+            for a in actors:  # the shards that did open: nobody will search them
+                ray.kill(a)
             if started:
                 ray.shutdown()
             raise
