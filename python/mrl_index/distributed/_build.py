@@ -22,7 +22,7 @@ import secrets
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -31,7 +31,7 @@ import numpy as np
 from . import _manifest
 from ._manifest import SHARD_DIR, ShardEntry, ShardManifest
 from ._npy import load_npy
-from ._ray import connect, largest_node
+from ._ray import cause_of, connect, largest_node
 from ._sharding import PADDING_ID, shard_of
 
 LOCK = "LOCK"
@@ -56,36 +56,31 @@ class BuildSettings:
     threads: Optional[int] = None
     #: A ``.npy`` of sample user queries each shard tunes its default plan on.
     sample_queries: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-
-def _fail(message: str) -> ShardBuildError:
-    return ShardBuildError(message)
 
 
 def _load_matrix(path: str, what: str) -> np.ndarray:
     a = load_npy(path, what, ShardBuildError, mmap=True)
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise _fail(f"{what} {path}: expected a non-empty 2-D array, found shape {a.shape}")
+        raise ShardBuildError(f"{what} {path}: expected a non-empty 2-D array, found shape {a.shape}")
     if a.dtype not in (np.float32, np.float16, np.float64):
-        raise _fail(f"{what} {path}: expected float32 (or float16/float64), found {a.dtype}")
+        raise ShardBuildError(f"{what} {path}: expected float32 (or float16/float64), found {a.dtype}")
     return a
 
 
 def _load_ids(path: str, n: int) -> np.ndarray:
     ids = load_npy(path, "ids", ShardBuildError)
     if ids.ndim != 1 or ids.shape[0] != n:
-        raise _fail(f"ids {path}: expected shape ({n},) (one per item), found {ids.shape}")
+        raise ShardBuildError(f"ids {path}: expected shape ({n},) (one per item), found {ids.shape}")
     if ids.dtype.kind not in "iu":
-        raise _fail(f"ids {path}: expected integers, found {ids.dtype}")
+        raise ShardBuildError(f"ids {path}: expected integers, found {ids.dtype}")
     if ids.dtype.kind == "i" and n and ids.min() < 0:
-        raise _fail(f"ids {path}: negative id {int(ids.min())}")
+        raise ShardBuildError(f"ids {path}: negative id {int(ids.min())}")
     ids = ids.astype(np.uint64)
     if n and ids.max() == PADDING_ID:
-        raise _fail(f"ids {path}: id 2**64-1 is reserved (padding of short answers)")
+        raise ShardBuildError(f"ids {path}: id 2**64-1 is reserved (padding of short answers)")
     uniq, counts = np.unique(ids, return_counts=True)
     if uniq.shape[0] != n:
-        raise _fail(f"ids {path}: id {int(uniq[counts > 1][0])} appears more than once")
+        raise ShardBuildError(f"ids {path}: id {int(uniq[counts > 1][0])} appears more than once")
     return ids
 
 
@@ -96,7 +91,7 @@ def _prepare_dir(out: Path, force: bool) -> Optional[ShardManifest]:
     if (out / _manifest.FILE).exists():
         published = _manifest.read(out)
         if not force:
-            raise _fail(
+            raise ShardBuildError(
                 f"{out} already holds a sharded index ({len(published.shards)} shards, "
                 f"{published.items} items); pass force=True (--force) to replace it"
             )
@@ -112,7 +107,7 @@ def _prepare_dir(out: Path, force: bool) -> Optional[ShardManifest]:
         else:
             foreign.append(entry)
     if foreign:
-        raise _fail(
+        raise ShardBuildError(
             f"{out} holds files that are not a sharded index's ({', '.join(foreign[:5])}); "
             "a sharded index needs a directory of its own"
         )
@@ -185,15 +180,15 @@ def build(
     local one. Returns the published manifest; raises ShardBuildError (nothing published)."""
     settings = settings or BuildSettings()
     if shards < 1:
-        raise _fail(f"shards must be at least 1, not {shards}")
+        raise ShardBuildError(f"shards must be at least 1, not {shards}")
     matrix = _load_matrix(items, "items")
     n, dim = matrix.shape
     if n < shards:
-        raise _fail(f"items {items}: {n} items cannot fill {shards} shards")
+        raise ShardBuildError(f"items {items}: {n} items cannot fill {shards} shards")
     if settings.sample_queries:
         q = _load_matrix(settings.sample_queries, "sample queries")
         if q.shape[1] != dim:
-            raise _fail(
+            raise ShardBuildError(
                 f"sample queries {settings.sample_queries}: dimension {q.shape[1]}, "
                 f"the items have {dim}"
             )
@@ -202,7 +197,7 @@ def build(
     rows = [np.flatnonzero(assignment == s) for s in range(shards)]
     empty = [s for s, r in enumerate(rows) if r.shape[0] == 0]
     if empty:
-        raise _fail(f"shard {empty[0]} would get no items ({n} items, {shards} shards)")
+        raise ShardBuildError(f"shard {empty[0]} would get no items ({n} items, {shards} shards)")
 
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
@@ -211,7 +206,7 @@ def build(
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _fail(f"{out}: another build holds {out_path / LOCK}") from None
+            raise ShardBuildError(f"{out}: another build holds {out_path / LOCK}") from None
         published = _prepare_dir(out_path, force)
         ray, started = connect(address)
         try:
@@ -245,7 +240,7 @@ def _run(
     node_cpus = largest_node(ray, "CPU")
     cpus = cpus_per_shard if cpus_per_shard else max(1.0, float(int(node_cpus // shards)))
     if cpus > node_cpus:
-        raise _fail(f"each shard task asks for {cpus} CPUs; the largest node has {node_cpus}")
+        raise ShardBuildError(f"each shard task asks for {cpus} CPUs; the largest node has {node_cpus}")
     threads = settings.threads or max(1, int(cpus))
     largest = max(r.shape[0] for r in rows)
     # the rows as float32, the build's copy of them, the graph and the learned space's fit
@@ -253,7 +248,7 @@ def _run(
     memory = memory_per_shard or estimate
     node_memory = largest_node(ray, "memory")
     if node_memory and memory > node_memory:
-        raise _fail(
+        raise ShardBuildError(
             f"each shard task asks for {memory / 2**30:.1f} GiB; the largest node offers "
             f"{node_memory / 2**30:.1f} GiB (use more shards, or set memory_per_shard)"
         )
@@ -261,7 +256,6 @@ def _run(
     dirs = [out / f"shard-{s:04d}-{build_id}" for s in range(shards)]
     spec = asdict(settings)
     spec["threads"] = threads
-    spec.pop("extra")
     if settings.sample_queries:
         spec["sample_queries"] = str(Path(settings.sample_queries).resolve())
     task = ray.remote(_build_shard).options(num_cpus=cpus, memory=memory, max_retries=1)
@@ -285,9 +279,7 @@ def _run(
             try:
                 results[s] = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - any task failure fails the build
-                from ._ray import cause_of
-
-                raise _fail(f"shard {s} ({dirs[s].name}) failed: {cause_of(e)}") from None
+                raise ShardBuildError(f"shard {s} ({dirs[s].name}) failed: {cause_of(e)}") from None
             r = results[s]
             print(
                 f"shard {s}: {r['items']:,} items in {r['build_seconds']:.1f} s "
@@ -316,7 +308,6 @@ def _run(
         "sample_queries": settings.sample_queries,
         "input": absolute,
         "wall_seconds": round(wall, 3),
-        **settings.extra,
     }
     manifest = ShardManifest(
         build_id=build_id,
