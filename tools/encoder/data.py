@@ -113,6 +113,44 @@ def train_batches(ts: TrainSet, batch_size: int, rng: np.random.RandomState, max
         yield ids, labels, (labels > 0).astype(np.float32)
 
 
+FINE_BUCKETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50)
+
+
+def fine_bucket_len(n: int, max_len: int = 50) -> int:
+    for b in FINE_BUCKETS:
+        if n <= b:
+            return min(b, max_len)
+    return max_len
+
+
+def token_batches(ts: TrainSet, tokens: int, rng: np.random.RandomState, max_len: int = 50):
+    """Batches of about ``tokens`` positions each, for CPU training: users shuffled, grouped by a
+    fine length bucket (``FINE_BUCKETS``, so a row is at most ~25% padding), a bucket of length L
+    cut into batches of ``max(1, tokens // L)`` users (the last of each bucket filled with zero-
+    weight rows so that each bucket has one shape), batch order shuffled. Every real position of
+    every user is scored exactly once per epoch, whatever its length. Yields (ids, labels, weights)
+    like ``train_batches``.
+    """
+    order = rng.permutation(len(ts.inputs))
+    groups: dict[int, list[int]] = {}
+    for u in order:
+        groups.setdefault(fine_bucket_len(len(ts.inputs[u]), max_len), []).append(u)
+    batches = []
+    for L, users in groups.items():
+        per = max(1, tokens // L)
+        for s in range(0, len(users), per):
+            batches.append((L, per, users[s:s + per]))
+    for j in rng.permutation(len(batches)):
+        L, per, users = batches[j]
+        ids = np.zeros((per, L), dtype=np.int32)
+        labels = np.zeros((per, L), dtype=np.int32)
+        for i, u in enumerate(users):
+            n = len(ts.inputs[u])
+            ids[i, :n] = ts.inputs[u]
+            labels[i, :n] = ts.labels[u]
+        yield ids, labels, (labels > 0).astype(np.float32)
+
+
 def eval_batches(hist, targets, batch_size: int, max_len: int = 50):
     """Users grouped by bucket length; yields (user_index [B], ids [B, L], lengths [B], targets [B]);
     the last batch of a bucket is padded with copies of its first row (user index -1)."""

@@ -133,8 +133,19 @@ def mrl_layernorm(x, g, b, sizes=SIZES, eps: float = 1e-5):
     return jnp.concatenate(outs, axis=-1) * g + b
 
 
+def mrl_matmul(x, w, mask, sizes=SIZES):
+    """x @ (w * mask) as two matmuls that skip most of the zero entries: the output columns below
+    m_{-2} (512) read only the first 512 inputs, and the last chunk's columns read every input (its
+    mask is all ones). Same result as the dense masked product up to float summation order; 25%
+    fewer multiply-adds than it (0.79M instead of 1.05M per row at 1024)."""
+    h = sizes[-2]
+    lo = x[..., :h] @ (w[:h, :h] * mask[:h, :h])
+    hi = x @ w[:, h:]
+    return jnp.concatenate([lo, hi], axis=-1)
+
+
 def mrl_linear(x, w, b, mask):
-    return x @ (w * mask) + b
+    return mrl_matmul(x, w, mask) + b
 
 
 def lru_decay_matrix(nu_log, theta_log, L: int):
@@ -159,7 +170,7 @@ def lru(x, p, mask):
     mix = lambda P, u: jnp.einsum("tsd,bsd->btd", P, u)
     h_re = mix(P_re, u_re) - mix(P_im, u_im)
     h_im = mix(P_re, u_im) + mix(P_im, u_re)
-    return h_re @ (p["C_re_w"] * mask) - h_im @ (p["C_im_w"] * mask) + p["C_re_b"]
+    return mrl_matmul(h_re, p["C_re_w"], mask) - mrl_matmul(h_im, p["C_im_w"], mask) + p["C_re_b"]
 
 
 def _dropout(x, rate, key):
@@ -207,10 +218,16 @@ def mrl_logits(z, items, sizes=SIZES):
     """Scores at every Matryoshka size with one full-width matmul's worth of work.
 
     z: [P, D], items: [N, D] -> [len(sizes), P, N]; entry k is z[:, :m_k] @ items[:, :m_k].T,
-    computed as per-chunk partial products and a cumulative sum over chunks.
+    computed as per-chunk partial products and a running sum over chunks. (A running sum, not
+    ``jnp.cumsum``: on XLA's CPU backend the cumsum over the stacked [S, P, N] products made the
+    training step 10x slower, same values bit for bit.)
     """
-    parts = [z[:, a:b] @ items[:, a:b].T for a, b in chunk_bounds(sizes)]
-    return jnp.cumsum(jnp.stack(parts, axis=0), axis=0)
+    out, acc = [], None
+    for a, b in chunk_bounds(sizes):
+        part = z[:, a:b] @ items[:, a:b].T
+        acc = part if acc is None else acc + part
+        out.append(acc)
+    return jnp.stack(out, axis=0)
 
 
 def distill_loss(logits, w, tau: float = 1.0):

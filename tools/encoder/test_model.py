@@ -220,3 +220,40 @@ def test_prefix_agreement_counts_the_full_top10_in_each_prefix_top_d():
     assert agr["1024"]["10"] == 1.0, "the full size holds its own top-10"
     # The 8-d prefix of a random model agrees far less than the full size with itself.
     assert agr["8"]["10"] < 0.9
+
+
+def test_mrl_matmul_equals_the_dense_masked_product():
+    """The two-matmul layer (model.mrl_matmul) skips the masked entries; junk there must not leak."""
+    rng = np.random.RandomState(3)
+    x = jnp.asarray(rng.standard_normal((5, 7, M.D)).astype(np.float32))
+    w = jnp.asarray(rng.standard_normal((M.D, M.D)).astype(np.float32))   # junk in masked entries
+    mask = jnp.asarray(M.mrl_mask())
+    got = np.asarray(M.mrl_matmul(x, w, mask))
+    want = np.asarray(x @ (w * mask))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    # and the masked entries really are ignored
+    junk = w + jnp.asarray((1 - M.mrl_mask()) * 1e3)
+    np.testing.assert_array_equal(np.asarray(M.mrl_matmul(x, junk, mask)), got)
+
+
+def test_token_batches_score_every_real_position_exactly_once():
+    import data as D
+    rng = np.random.RandomState(0)
+    lengths = list(range(1, 61)) * 3 + list(rng.randint(1, 9, size=200))
+    ins = [list(rng.randint(1, 100, size=n))[-50:] for n in lengths]
+    labs = [list(rng.randint(1, 100, size=len(i))) for i in ins]
+    ts = D.TrainSet(ins, labs)
+    want = sorted((a, b) for i, l in zip(ins, labs) for a, b in zip(i, l))
+    got, shapes = [], set()
+    for ids, labels, w in D.token_batches(ts, 64, np.random.RandomState(1)):
+        B, L = ids.shape
+        assert L in D.FINE_BUCKETS and B == max(1, 64 // L), (B, L)
+        assert np.array_equal(w, (labels > 0).astype(np.float32))
+        assert np.all(ids[w == 0] == 0)                      # padding carries no item
+        for row_ids, row_w in zip(ids, w):                   # left-aligned: real positions first
+            n = int(row_w.sum())
+            assert row_w[:n].all() and not row_w[n:].any()
+        got += [(int(a), int(b)) for a, b in zip(ids[w > 0], labels[w > 0])]
+        shapes.add((B, L))
+    assert sorted(got) == want
+    assert len(shapes) == len(D.FINE_BUCKETS)                # one compiled shape per bucket

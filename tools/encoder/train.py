@@ -13,6 +13,10 @@ Time budget: ``--max-minutes`` stops training cleanly (checkpoint + best weights
 early-stopping state), so a run may be split over several commands.
 
     python tools/encoder/train.py --out-dir .work/beauty [--epochs 500] [--lr 1e-4] [--batch-size 32]
+
+CPU recipe: ``--tokens-per-batch 512`` (data.token_batches: about 512 positions per step in 14
+fine length buckets, 6.8% padding, instead of 32 users in 4 buckets, 46% padding). Compiled steps
+are cached in .work/jax-cache, so a resumed run does not compile again.
 """
 from __future__ import annotations
 
@@ -71,6 +75,9 @@ def main(argv=None):
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--epochs", type=int, default=500, help="length of the cosine schedule / max epochs")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--tokens-per-batch", type=int, default=0,
+                    help="batches of about this many positions in fine length buckets (data.token_batches; "
+                         "the CPU recipe) instead of --batch-size users in 4 buckets (0: off)")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup-steps", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -93,6 +100,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     t_start = time.time()
     jax.config.update("jax_default_matmul_precision", args.precision)
+    # compiled steps are reused across resumed runs (one shape per length bucket)
+    jax.config.update("jax_compilation_cache_dir", str(D.resolve(".work/jax-cache")))
 
     out = D.resolve(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,11 +111,17 @@ def main(argv=None):
         seqs = seqs[: args.limit_users]
     ts = D.train_examples(seqs, args.max_len)
     n_pos = sum(len(x) for x in ts.inputs)
+    if args.tokens_per_batch:
+        batches = lambda rng: D.token_batches(ts, args.tokens_per_batch, rng, args.max_len)
+    else:
+        batches = lambda rng: D.train_batches(ts, args.batch_size, rng, args.max_len)
     rng_probe = np.random.RandomState(0)
-    steps_per_epoch = sum(1 for _ in D.train_batches(ts, args.batch_size, rng_probe, args.max_len))
+    slots = [w.size for _, _, w in batches(rng_probe)]
+    steps_per_epoch = len(slots)
     total_steps = steps_per_epoch * args.epochs
     print(f"backend={jax.default_backend()} devices={jax.devices()} users={len(seqs)} "
-          f"train_users={len(ts.inputs)} train_positions={n_pos} steps/epoch={steps_per_epoch}", flush=True)
+          f"train_users={len(ts.inputs)} train_positions={n_pos} steps/epoch={steps_per_epoch} "
+          f"padding={1 - n_pos / sum(slots):.3f}", flush=True)
 
     feats = jnp.asarray(feats_np)
     params = M.init_params(jax.random.PRNGKey(args.seed), n_blocks=args.blocks)
@@ -145,7 +160,7 @@ def main(argv=None):
         rng = np.random.RandomState(args.seed * 1000 + ep)
         t0 = time.time()
         losses, sizes_loss, nb = jnp.zeros(()), jnp.zeros((len(M.SIZES),)), 0
-        for ids, labels, w in D.train_batches(ts, args.batch_size, rng, args.max_len):
+        for ids, labels, w in batches(rng):
             key = jax.random.fold_in(base_key, meta["step"])
             params, opt_state, loss, per_size = train_step(params, opt_state, jnp.asarray(ids),
                                                            jnp.asarray(labels), jnp.asarray(w), key)
