@@ -104,13 +104,18 @@ def train_batches(ts: TrainSet, batch_size: int, rng: np.random.RandomState, max
             batches.append((L, users[s:s + batch_size]))
     for j in rng.permutation(len(batches)):
         L, users = batches[j]
-        ids = np.zeros((batch_size, L), dtype=np.int32)
-        labels = np.zeros((batch_size, L), dtype=np.int32)
-        for i, u in enumerate(users):
-            n = len(ts.inputs[u])
-            ids[i, :n] = ts.inputs[u]
-            labels[i, :n] = ts.labels[u]
-        yield ids, labels, (labels > 0).astype(np.float32)
+        yield _batch(ts, users, batch_size, L)
+
+
+def _batch(ts: TrainSet, users, rows: int, L: int):
+    """(ids, labels, weights), each [rows, L], left-aligned; rows past ``users`` are padding."""
+    ids = np.zeros((rows, L), dtype=np.int32)
+    labels = np.zeros((rows, L), dtype=np.int32)
+    for i, u in enumerate(users):
+        n = len(ts.inputs[u])
+        ids[i, :n] = ts.inputs[u]
+        labels[i, :n] = ts.labels[u]
+    return ids, labels, (labels > 0).astype(np.float32)
 
 
 FINE_BUCKETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50)
@@ -142,13 +147,7 @@ def token_batches(ts: TrainSet, tokens: int, rng: np.random.RandomState, max_len
             batches.append((L, per, users[s:s + per]))
     for j in rng.permutation(len(batches)):
         L, per, users = batches[j]
-        ids = np.zeros((per, L), dtype=np.int32)
-        labels = np.zeros((per, L), dtype=np.int32)
-        for i, u in enumerate(users):
-            n = len(ts.inputs[u])
-            ids[i, :n] = ts.inputs[u]
-            labels[i, :n] = ts.labels[u]
-        yield ids, labels, (labels > 0).astype(np.float32)
+        yield _batch(ts, users, per, L)
 
 
 def eval_batches(hist, targets, batch_size: int, max_len: int = 50):
