@@ -42,8 +42,9 @@ def load_features(path: str | Path = "datasets/beauty/item_features.npy") -> np.
     return f
 
 
-def bucket_len(n: int, max_len: int = 50) -> int:
-    for b in BUCKETS:
+def bucket_len(n: int, max_len: int = 50, buckets=BUCKETS) -> int:
+    """The smallest bucket length >= n (capped at max_len)."""
+    for b in buckets:
         if n <= b:
             return min(b, max_len)
     return max_len
@@ -89,65 +90,46 @@ def pad_left_aligned(rows, L: int) -> np.ndarray:
     return out
 
 
-def train_batches(ts: TrainSet, batch_size: int, rng: np.random.RandomState, max_len: int = 50):
-    """Length-bucketed batches: users shuffled, grouped by bucket (8/16/32/50), cut into batches of
-    ``batch_size`` (the last of each bucket filled with zero-weight rows so shapes stay fixed),
-    batch order shuffled. Yields (ids [B, L], labels [B, L], weights [B, L]).
-    """
+def _bucketed(ts: TrainSet, rng: np.random.RandomState, buckets, rows_of, max_len: int):
+    """Users shuffled, grouped by the smallest bucket length holding them, each group cut into
+    batches of ``rows_of(L)`` users (the last filled with zero-weight rows, so a bucket has one
+    shape), batch order shuffled. Yields (ids [B, L], labels [B, L], weights [B, L])."""
     order = rng.permutation(len(ts.inputs))
     groups: dict[int, list[int]] = {}
     for u in order:
-        groups.setdefault(bucket_len(len(ts.inputs[u]), max_len), []).append(u)
+        groups.setdefault(bucket_len(len(ts.inputs[u]), max_len, buckets), []).append(u)
     batches = []
     for L, users in groups.items():
-        for s in range(0, len(users), batch_size):
-            batches.append((L, users[s:s + batch_size]))
+        rows = rows_of(L)
+        for s in range(0, len(users), rows):
+            batches.append((L, rows, users[s:s + rows]))
     for j in rng.permutation(len(batches)):
-        L, users = batches[j]
-        yield _batch(ts, users, batch_size, L)
+        L, rows, users = batches[j]
+        ids = np.zeros((rows, L), dtype=np.int32)
+        labels = np.zeros((rows, L), dtype=np.int32)
+        for i, u in enumerate(users):
+            n = len(ts.inputs[u])
+            ids[i, :n] = ts.inputs[u]
+            labels[i, :n] = ts.labels[u]
+        yield ids, labels, (labels > 0).astype(np.float32)
 
 
-def _batch(ts: TrainSet, users, rows: int, L: int):
-    """(ids, labels, weights), each [rows, L], left-aligned; rows past ``users`` are padding."""
-    ids = np.zeros((rows, L), dtype=np.int32)
-    labels = np.zeros((rows, L), dtype=np.int32)
-    for i, u in enumerate(users):
-        n = len(ts.inputs[u])
-        ids[i, :n] = ts.inputs[u]
-        labels[i, :n] = ts.labels[u]
-    return ids, labels, (labels > 0).astype(np.float32)
+def train_batches(ts: TrainSet, batch_size: int, rng: np.random.RandomState, max_len: int = 50):
+    """Length-bucketed batches of ``batch_size`` users in the 4 buckets 8/16/32/50 (the GPU
+    recipe). Yields (ids [B, L], labels [B, L], weights [B, L]), left-aligned."""
+    return _bucketed(ts, rng, BUCKETS, lambda L: batch_size, max_len)
 
 
 FINE_BUCKETS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 32, 40, 50)
 
 
-def fine_bucket_len(n: int, max_len: int = 50) -> int:
-    for b in FINE_BUCKETS:
-        if n <= b:
-            return min(b, max_len)
-    return max_len
-
-
 def token_batches(ts: TrainSet, tokens: int, rng: np.random.RandomState, max_len: int = 50):
-    """Batches of about ``tokens`` positions each, for CPU training: users shuffled, grouped by a
-    fine length bucket (``FINE_BUCKETS``, so a row is at most ~25% padding), a bucket of length L
-    cut into batches of ``max(1, tokens // L)`` users (the last of each bucket filled with zero-
-    weight rows so that each bucket has one shape), batch order shuffled. Every real position of
-    every user is scored exactly once per epoch, whatever its length. Yields (ids, labels, weights)
-    like ``train_batches``.
+    """Batches of about ``tokens`` positions each, for CPU training: the 14 fine length buckets
+    ``FINE_BUCKETS`` (a row is at most ~25% padding), ``max(1, tokens // L)`` users per batch of
+    length L. Every real position of every user is scored exactly once per epoch, whatever its
+    length. Yields like ``train_batches``.
     """
-    order = rng.permutation(len(ts.inputs))
-    groups: dict[int, list[int]] = {}
-    for u in order:
-        groups.setdefault(fine_bucket_len(len(ts.inputs[u]), max_len), []).append(u)
-    batches = []
-    for L, users in groups.items():
-        per = max(1, tokens // L)
-        for s in range(0, len(users), per):
-            batches.append((L, per, users[s:s + per]))
-    for j in rng.permutation(len(batches)):
-        L, per, users = batches[j]
-        yield _batch(ts, users, per, L)
+    return _bucketed(ts, rng, FINE_BUCKETS, lambda L: max(1, tokens // L), max_len)
 
 
 def eval_batches(hist, targets, batch_size: int, max_len: int = 50):
