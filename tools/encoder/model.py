@@ -220,7 +220,7 @@ def mrl_logits(z, items, sizes=SIZES):
     z: [P, D], items: [N, D] -> [len(sizes), P, N]; entry k is z[:, :m_k] @ items[:, :m_k].T,
     computed as per-chunk partial products and a running sum over chunks. (A running sum, not
     ``jnp.cumsum``: on XLA's CPU backend the cumsum over the stacked [S, P, N] products made the
-    training step 10x slower, same values bit for bit.)
+    loss's forward and backward 10x slower, same values bit for bit.)
     """
     out, acc = [], None
     for a, b in chunk_bounds(sizes):
