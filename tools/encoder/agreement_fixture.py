@@ -27,45 +27,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 
+import jax.numpy as jnp
+
 import data as D
+import evaluate as EV
+import export_onnx as X
+import model as M
 
 OUT = D.REPO / "datasets" / "beauty"
 FIXTURE = OUT / "fixtures" / "prefix_agreement.json"
-WIDTHS = (64, 128, 256, 512)
-DEPTHS = (10, 100, 1000)
 USERS = 500
 STRIDE = 44
 MARGIN = 0.02
 
 
-def ort_session(path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def shares(histories, out_dir=OUT) -> dict:
-    """{str(w): {str(d): share}} for the committed encoders in ``out_dir`` (ONNX Runtime)."""
+def shares(histories, out_dir=OUT, batch: int = 64) -> dict:
+    """{str(w): {str(d): share}} for the committed encoders in ``out_dir``: item and query vectors
+    from ONNX Runtime, ranks as ``evaluate.prefix_agreement`` counts them."""
     feats = D.load_features(out_dir / "item_features.npy")
-    items = ort_session(out_dir / "item_encoder.onnx").run(None, {"features": feats})[0]
-    query = ort_session(out_dir / "query_encoder.onnx")
-    L = max(len(h) for h in histories)
-    hist = np.zeros((len(histories), L, items.shape[1]), dtype=np.float32)
-    for b, h in enumerate(histories):
-        hist[b, :len(h)] = items[np.asarray(h) - 1]
+    items = X.ort_session(out_dir / "item_encoder.onnx").run(None, {"features": feats})[0]
+    query = X.ort_session(out_dir / "query_encoder.onnx")
+    E_pad = np.concatenate([np.zeros((1, items.shape[1]), np.float32), items])
+    ids = D.pad_left_aligned(histories, max(len(h) for h in histories))
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    z = query.run(["query"], {"history": hist, "lengths": lengths})[0]
-    full = z @ items.T                                               # [U, N]
-    top = np.argsort(-full, axis=1, kind="stable")[:, :10]          # the 1024-d top-10
-    res = {}
-    for w in WIDTHS:
-        s = z[:, :w] @ items[:, :w].T
-        t = np.take_along_axis(s, top, axis=1)                       # [U, 10]
-        rank = (s[:, None, :] > t[:, :, None]).sum(axis=2)          # items strictly above
-        res[str(w)] = {str(d): float((rank < d).mean()) for d in DEPTHS}
-    return res
+    z = query.run(["query"], {"history": E_pad[ids], "lengths": lengths})[0]
+    E = jnp.asarray(items)
+    ranks = np.concatenate([np.asarray(EV.top10_ranks(M.mrl_logits(jnp.asarray(z[s:s + batch]), E)))
+                            for s in range(0, len(z), batch)], axis=1)          # [S, U, 10]
+    return {str(w): {str(d): float((ranks[M.SIZES.index(w)] < d).mean()) for d in EV.AGREEMENT_DEPTHS}
+            for w in EV.AGREEMENT_WIDTHS}
 
 
 def fixture_histories(data_dir="../shared/datasets"):
@@ -83,19 +73,18 @@ def main(argv=None):
     histories = fixture_histories(args.data_dir)
     got = shares(histories)
     old = json.loads(FIXTURE.read_text())["floor"] if FIXTURE.exists() else {}
-    floor = {}
+    floor = {w: {} for w in got}
     for w, row in got.items():
-        floor[w] = {}
         for d, v in row.items():
             new = round(max(0.0, v - MARGIN), 4)
             prev = old.get(w, {}).get(d)
-            if prev is not None and new < prev and not args.lower_floor:
-                floor[w][d] = prev
-                if v < prev:
-                    sys.exit(f"error: prefix {w} top-{d} share {v:.4f} is below the floor {prev:.4f}; "
-                             f"the new model agrees less (pass --lower-floor to accept that on purpose)")
-            else:
+            if prev is None or args.lower_floor:
                 floor[w][d] = new
+                continue
+            if v < prev:
+                sys.exit(f"error: prefix {w} top-{d} share {v:.4f} is below the floor {prev:.4f}; "
+                         f"the new model agrees less (pass --lower-floor to accept that on purpose)")
+            floor[w][d] = max(prev, new)
     doc = {
         "what": "share of the 1024-d exact top-10 that each w-d prefix ranks in its top d, over these "
                 "users, from the committed item_encoder.onnx and query_encoder.onnx (ONNX Runtime, CPU); "

@@ -77,7 +77,13 @@ def _prefix_ranks(params, E, ids, lengths):
     (the number of items a size scores strictly higher)."""
     E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
     z = M.query_vectors(params, E_pad[ids], lengths)
-    scores = M.mrl_logits(z, E)                                       # [S, B, N]
+    return top10_ranks(M.mrl_logits(z, E))
+
+
+@jax.jit
+def top10_ranks(scores):
+    """scores [S, B, N] (``mrl_logits``) -> [S, B, 10]: at every size, the number of items scored
+    strictly higher than each of the full size's top-10 items."""
     top = jax.lax.top_k(scores[-1], 10)[1]                            # [B, 10]
     t = jnp.take_along_axis(scores, jnp.broadcast_to(top[None], (scores.shape[0],) + top.shape),
                             axis=-1)                                  # [S, B, 10]
