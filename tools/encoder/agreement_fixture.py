@@ -45,7 +45,7 @@ def shares(histories, out_dir=OUT, batch: int = 64) -> dict:
     """{str(w): {str(d): share}} for the committed encoders in ``out_dir``: item and query vectors
     from ONNX Runtime, ranks as ``evaluate.prefix_agreement`` counts them."""
     feats = D.load_features(out_dir / "item_features.npy")
-    items = X.ort_session(out_dir / "item_encoder.onnx").run(None, {"features": feats})[0]
+    items = X.embed_items(X.ort_session(out_dir / "item_encoder.onnx"), feats)
     query = X.ort_session(out_dir / "query_encoder.onnx")
     E_pad = np.concatenate([np.zeros((1, items.shape[1]), np.float32), items])
     ids = D.pad_left_aligned(histories, max(len(h) for h in histories))

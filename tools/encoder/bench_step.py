@@ -54,7 +54,7 @@ def main(argv=None):
     without = session(X.build_query_model(params, step=False).SerializeToString())
     with_step = session(str(qpath))
     item = session(str(OUT / "item_encoder.onnx"))
-    vecs = item.run(None, {"features": D.load_features(OUT / "item_features.npy")})[0]
+    vecs = X.embed_items(item, D.load_features(OUT / "item_features.npy"))
     del item
     rng = np.random.RandomState(0)
     full = {"history": vecs[rng.choice(len(vecs), 50, replace=False)][None], "lengths": np.array([50], np.int64)}

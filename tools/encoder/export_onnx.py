@@ -2,6 +2,10 @@
 
 item_encoder.onnx   features [N, 384] float32          -> item_vectors [N, 1024] float32
                     (e = f W_p + b_p; a width-s item vector is the first s columns)
+                    A model with an item-identity component (model.init_item_identity) also
+                    takes rows [N] int64 (each item's row in its table of T trained items; a row
+                    outside 0..T-1, e.g. -1, for an item it never saw) and adds
+                    id_emb[rows] A (float16 table and A, rank r) for the valid rows.
 query_encoder.onnx  history [B, L, 1024] float32 (item vectors from item_encoder, LEFT-aligned:
                     row b holds its items oldest-first at positions 0..lengths[b]-1; positions
                     >= lengths[b] are ignored (zeroed inside the graph), any value there is fine),
@@ -314,21 +318,40 @@ def build_query_model(params, step: bool = True) -> onnx.ModelProto:
     return _finish(graph, meta)
 
 
+ROWS_NOTE = ("rows [N] int64: each item's identity row, row r of item_features.npy (item id r+1) "
+             "for an item the model was trained on; any value outside 0..T-1 (e.g. -1) for an item "
+             "it never saw, which gets the text part alone")
+
+
 def build_item_model(params) -> onnx.ModelProto:
+    """features [N, 384] (+ rows [N] when the model has an item-identity component) ->
+    item_vectors [N, 1024] = f W_p + b_p (+ [rows valid] id_emb[rows] A)."""
     g = G()
     w = g.weight_f16("proj_w", params["proj_w"])
     y = g.op("MatMul", ["features", w])
+    inputs = [helper.make_tensor_value_info("features", F32, ["N", M.FEAT_DIM])]
+    meta = {"inputs": "features [N, 384] float32: all-MiniLM-L6-v2 title embeddings (datasets/beauty/item_features.npy)"}
+    if "id_emb" in params:
+        T, r = np.shape(params["id_emb"])
+        inputs.append(helper.make_tensor_value_info("rows", TensorProto.INT64, ["N"]))
+        lo = g.op("GreaterOrEqual", ["rows", g.const_i64([0])])
+        hi = g.op("Less", ["rows", g.const_i64([T])])
+        valid = g.op("And", [lo, hi])
+        safe = g.op("Where", [valid, "rows", g.const_i64([0])])
+        emb = g.op("Gather", [g.weight_f16("id_emb", params["id_emb"]), safe], axis=0)       # [N, r]
+        keep = g.op("Cast", [g.op("Unsqueeze", [valid, g.const_i64([1])])], to=F32)          # [N, 1]
+        ident = g.op("MatMul", [g.op("Mul", [emb, keep]), g.weight_f16("id_proj_w", params["id_proj_w"])])
+        y = g.op("Add", [y, ident])
+        meta["inputs"] += "; " + ROWS_NOTE
+        meta["item_identity"] = f"rank {r}, {T} trained items"
     g.nodes.append(helper.make_node("Add", [y, g.init("proj_b", np.asarray(params["proj_b"], np.float32))],
                                     ["item_vectors"], name="add_bias"))
     graph = helper.make_graph(
-        g.nodes, "fmrlrec_item_encoder",
-        [helper.make_tensor_value_info("features", F32, ["N", M.FEAT_DIM])],
+        g.nodes, "fmrlrec_item_encoder", inputs,
         [helper.make_tensor_value_info("item_vectors", F32, ["N", M.D])],
         initializer=g.inits)
-    return _finish(graph, {
-        "inputs": "features [N, 384] float32: all-MiniLM-L6-v2 title embeddings (datasets/beauty/item_features.npy)",
-        "output": "item_vectors [N, 1024] float32, not normalised; width-s vector = first s columns",
-    })
+    meta["output"] = "item_vectors [N, 1024] float32, not normalised; width-s vector = first s columns"
+    return _finish(graph, meta)
 
 
 def _finish(graph, meta) -> onnx.ModelProto:
@@ -348,7 +371,8 @@ def params_from_onnx(query_path, item_path) -> dict:
     """The float32 parameter pytree that the two ONNX files hold (f16 matrices widened)."""
     q = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(query_path)).graph.initializer}
     it = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(item_path)).graph.initializer}
-    params = {"proj_w": it["proj_w"].astype(np.float32), "proj_b": it["proj_b"].astype(np.float32), "blocks": []}
+    params = {k: it[k].astype(np.float32) for k in M.ITEM_KEYS if k in it}
+    params["blocks"] = []
     i = 0
     while f"b{i}.nu_log" in q:
         pre = f"b{i}"
@@ -366,6 +390,15 @@ def params_from_onnx(query_path, item_path) -> dict:
         params["blocks"].append(blk)
         i += 1
     return params
+
+
+def embed_items(session, feats, rows=None):
+    """item_encoder.onnx on ``feats`` [N, 384] -> [N, 1024]; a model with an item-identity
+    component is given ``rows`` (default: row i is identity row i, the training catalogue)."""
+    feed = {"features": np.asarray(feats, np.float32)}
+    if any(i.name == "rows" for i in session.get_inputs()):
+        feed["rows"] = np.arange(len(feats), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    return session.run(None, feed)[0]
 
 
 def ort_session(path):
@@ -396,14 +429,14 @@ def make_fixtures(out_dir: Path, data_dir: str, features_path: str):
     rows[3] = rows[3][-1:]                      # a single-item history
     lengths = np.array([len(r) for r in rows], np.int64)
     L = int(lengths.max())
-    all_vecs = item.run(None, {"features": feats})[0]
+    all_vecs = embed_items(item, feats)
     ids = D.pad_left_aligned(rows, L)
     histv = np.zeros((len(rows), L, M.D), np.float32)
     for b, r in enumerate(rows):
         histv[b, :len(r)] = all_vecs[np.asarray(r) - 1]
     q = query.run(None, {"history": histv, "lengths": lengths})[0]
     feat_rows = [0, 1, 4096, 12100]
-    iv = item.run(None, {"features": feats[feat_rows]})[0]
+    iv = embed_items(item, feats[feat_rows], feat_rows)
     tops = {}
     for s in (64, 1024):
         sc = q[:, :s] @ all_vecs[:, :s].T
@@ -467,7 +500,7 @@ def make_step_fixture(out_dir: Path, data_dir: str, features_path: str):
     seqs = [s[:-1] for s in D.load_sequences(data_dir)]            # test-split histories, uncapped
     item = ort_session(out_dir / "item_encoder.onnx")
     query = ort_session(out_dir / "query_encoder.onnx")
-    vecs = item.run(None, {"features": feats})[0]
+    vecs = embed_items(item, feats)
     nb = sum(1 for t in onnx.load(str(out_dir / "query_encoder.onnx")).graph.initializer
              if t.name.endswith(".nu_log"))
     lens = np.array([len(s) for s in seqs])

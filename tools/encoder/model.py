@@ -191,9 +191,34 @@ def block(x, p, mask, dropout: float = 0.0, key=None):
 
 # ----------------------------------------------------------------------------- model
 
-def item_vectors(params, feats):
-    """[N, 384] features -> [N, 1024] item vectors (prefix s = first s columns)."""
-    return feats @ params["proj_w"] + params["proj_b"]
+def init_item_identity(key, n_items: int, rank: int, d: int = D) -> dict:
+    """The item-identity component: e_i = W_p f_i + b_p + a_i A, with a [N, rank] zero at the
+    start (so a warm-started model is unchanged) and A [rank, D] uniform +-1/sqrt(rank) (so a gets
+    a gradient from the first step). Row i belongs to item id i+1, like the feature rows."""
+    b = 1.0 / np.sqrt(rank)
+    return {"id_emb": jnp.zeros((n_items, rank), jnp.float32),
+            "id_proj_w": jax.random.uniform(key, (rank, d), jnp.float32, -b, b)}
+
+
+def item_vectors(params, feats, rows=None):
+    """[N, 384] features -> [N, 1024] item vectors (prefix s = first s columns): the text
+    projection, plus the item-identity component ``id_emb[rows] @ id_proj_w`` when the model
+    has one (``init_item_identity``). ``rows`` [N]: each item's identity row; a row outside the
+    table (e.g. -1) gets the text part alone. Default: row i of ``feats`` is identity row i (the
+    training catalogue). This is what item_encoder.onnx computes (its ``rows`` input)."""
+    e = feats @ params["proj_w"] + params["proj_b"]
+    if "id_emb" in params:
+        table = params["id_emb"]
+        if rows is None:
+            if feats.shape[0] != table.shape[0]:
+                raise ValueError(f"{feats.shape[0]} feature rows but {table.shape[0]} identity rows: pass rows")
+            ident = table
+        else:
+            rows = jnp.asarray(rows)
+            valid = (rows >= 0) & (rows < table.shape[0])
+            ident = jnp.where(valid[:, None], jnp.asarray(table)[jnp.where(valid, rows, 0)], 0.0)
+        e = e + ident @ params["id_proj_w"]
+    return e
 
 
 def sequence_forward(params, hist, dropout: float = 0.0, key=None):
@@ -230,24 +255,35 @@ def mrl_logits(z, items, sizes=SIZES):
     return jnp.stack(out, axis=0)
 
 
-def distill_loss(logits, w, tau: float = 1.0):
+def distill_loss(logits, w, tau: float = 1.0, topk: int = 0):
     """Self-distillation across sizes: KL(softmax(t/tau) || softmax(s_k/tau)) from the full size's
     scores t (a stopped-gradient teacher) to every smaller size's s_k, averaged over the real
     positions (weights ``w`` [P]); scaled by tau**2 so its gradient does not shrink with tau.
+
+    ``topk`` > 0: the teacher is instead uniform over the full size's own top ``topk`` items
+    (a listwise hard-target form: each smaller size's cross-entropy of those items, minus its
+    minimum log(topk)), which asks every size to rank exactly the full size's top items high --
+    what a cascade needs -- however flat the full size's softmax is.
 
     logits: [S, P, N] (``mrl_logits``) -> [S-1] per smaller size. The teacher receives no
     gradient: the term only moves the small sizes towards the full size's ranking.
     """
     t = jax.lax.stop_gradient(logits[-1]) / tau                      # [P, N]
-    log_p = jax.nn.log_softmax(t, axis=-1)
-    p = jnp.exp(log_p)
     log_q = jax.nn.log_softmax(logits[:-1] / tau, axis=-1)           # [S-1, P, N]
-    kl = jnp.sum(p[None] * (log_p[None] - log_q), axis=-1)           # [S-1, P]
+    if topk:
+        top = jax.lax.top_k(t, topk)[1]                              # [P, K]
+        lq = jnp.take_along_axis(log_q, jnp.broadcast_to(top[None], (log_q.shape[0],) + top.shape),
+                                 axis=-1)                            # [S-1, P, K]
+        kl = -lq.mean(-1) - np.log(topk)                             # KL(uniform top-K || q)
+    else:
+        log_p = jax.nn.log_softmax(t, axis=-1)
+        p = jnp.exp(log_p)
+        kl = jnp.sum(p[None] * (log_p[None] - log_q), axis=-1)       # [S-1, P]
     return (kl * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0) * tau * tau
 
 
 def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None,
-             distill_weight: float = 0.0, tau: float = 1.0):
+             distill_weight: float = 0.0, tau: float = 1.0, topk: int = 0):
     """Mean over sizes of the full-catalogue softmax cross-entropy of the next item, plus
     ``distill_weight`` times the mean over the smaller sizes of ``distill_loss`` (0: the paper's
     loss exactly).
@@ -269,7 +305,7 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     per_size = ((lse - tl) * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0)
     loss = per_size.mean()
     if distill_weight:
-        loss = loss + distill_weight * distill_loss(logits, w, tau).mean()
+        loss = loss + distill_weight * distill_loss(logits, w, tau, topk).mean()
     return loss, per_size
 
 
@@ -297,17 +333,20 @@ def round_f16(params):
     def f(path, a):
         name = str(path[-1].key) if hasattr(path[-1], "key") else ""
         a = np.asarray(a, dtype=np.float32)
-        if name.endswith("_w"):
+        if name.endswith("_w") or name == "id_emb":
             return a.astype(np.float16).astype(np.float32)
         return a
     return jax.tree_util.tree_map_with_path(f, params)
 
 
+ITEM_KEYS = ("proj_w", "proj_b", "id_emb", "id_proj_w")  # the item side; id_* only with identity
+
+
 def save_params(params, path):
     """npz with only the unmasked MRL weight entries (66.7%), float32."""
     mask = mrl_mask().astype(bool)
-    flat = {"proj_w": np.asarray(params["proj_w"]), "proj_b": np.asarray(params["proj_b"]),
-            "n_blocks": np.array(len(params["blocks"]))}
+    flat = {k: np.asarray(params[k], dtype=np.float32) for k in ITEM_KEYS if k in params}
+    flat["n_blocks"] = np.array(len(params["blocks"]))
     for i, blk in enumerate(params["blocks"]):
         for k, v in blk.items():
             v = np.asarray(v, dtype=np.float32)
@@ -319,7 +358,8 @@ def load_params(path) -> dict:
     mask = mrl_mask().astype(bool)
     z = np.load(path)
     n = int(z["n_blocks"])
-    params = {"proj_w": z["proj_w"].astype(np.float32), "proj_b": z["proj_b"].astype(np.float32), "blocks": []}
+    params = {k: z[k].astype(np.float32) for k in ITEM_KEYS if k in z.files}
+    params["blocks"] = []
     for i in range(n):
         blk = {}
         pre = f"b{i}."

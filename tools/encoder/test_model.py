@@ -257,3 +257,53 @@ def test_token_batches_score_every_real_position_exactly_once():
         shapes.add((B, L))
     assert sorted(got) == want
     assert len(shapes) == len(D.FINE_BUCKETS)                # one compiled shape per bucket
+
+
+def test_topk_distillation_is_the_kl_from_uniform_over_the_teacher_top_k():
+    rng = np.random.RandomState(21)
+    full = rng.standard_normal((3, 12)).astype(np.float32)
+    small = rng.standard_normal((3, 12)).astype(np.float32)
+    w = jnp.asarray(np.array([1, 0, 1], np.float32))
+    lg = jnp.asarray(np.stack([small, full]))                        # [S=2, P, N]
+    got = float(M.distill_loss(lg, w, 1.0, topk=4)[0])
+    ref = []
+    for p in range(3):
+        top = np.argsort(-full[p])[:4]
+        logq = small[p] - small[p].max() - np.log(np.exp(small[p] - small[p].max()).sum())
+        ref.append(np.sum(0.25 * (np.log(0.25) - logq[top])))        # KL(uniform top-4 || q)
+    np.testing.assert_allclose(got, (ref[0] + ref[2]) / 2, rtol=1e-5)
+    # zero exactly when the small size puts all its mass evenly on the teacher's top-K
+    peaked = np.full((3, 12), -1e4, np.float32)
+    for p in range(3):
+        peaked[p, np.argsort(-full[p])[:4]] = 5.0
+    z = M.distill_loss(jnp.asarray(np.stack([peaked, full])), w, 1.0, topk=4)
+    np.testing.assert_allclose(np.asarray(z), 0.0, atol=1e-5)
+    g = jax.grad(lambda x: M.distill_loss(x, w, 1.0, topk=4).sum())(lg)
+    assert np.all(np.asarray(g[-1]) == 0.0), "the full size is a stopped-gradient teacher"
+
+
+def test_item_identity_starts_at_zero_keeps_matryoshka_and_round_trips(tmp_path):
+    rng = np.random.RandomState(22)
+    params = M.to_numpy(_rand_params(23, n_blocks=1))
+    feats = jnp.asarray(rng.standard_normal((30, M.FEAT_DIM)).astype(np.float32))
+    text_only = np.asarray(M.item_vectors(params, feats))
+    with_id = dict(params, **M.init_item_identity(jax.random.PRNGKey(0), 30, 8))
+    np.testing.assert_array_equal(np.asarray(M.item_vectors(with_id, feats)), text_only)
+    # a trained identity table changes the vectors; a width-s vector still reads only the
+    # first s columns of the projection (prefix of a linear map)
+    with_id["id_emb"] = rng.standard_normal((30, 8)).astype(np.float32)
+    e = np.asarray(M.item_vectors(with_id, feats))
+    assert np.abs(e - text_only).max() > 0.1
+    cut = dict(with_id, id_proj_w=np.asarray(with_id["id_proj_w"]).copy())
+    cut["id_proj_w"][:, 64:] += 1.0
+    np.testing.assert_allclose(np.asarray(M.item_vectors(cut, feats))[:, :64], e[:, :64], rtol=0, atol=1e-5)
+    # the loss has a gradient into the zero-initialised table from the first step
+    ids = jnp.asarray(np.array([[3, 5, 7]], np.int32))
+    labels = jnp.asarray(np.array([[5, 7, 9]], np.int32))
+    start = dict(params, **M.init_item_identity(jax.random.PRNGKey(0), 30, 8))
+    g = jax.grad(lambda p: M.mrl_loss(p, feats, ids, labels, jnp.ones((1, 3)))[0])(start)
+    assert np.abs(np.asarray(g["id_emb"])).max() > 0
+    M.save_params(with_id, tmp_path / "p.npz")
+    back = M.load_params(tmp_path / "p.npz")
+    np.testing.assert_array_equal(back["id_emb"], with_id["id_emb"])
+    np.testing.assert_array_equal(back["id_proj_w"], with_id["id_proj_w"])

@@ -44,7 +44,7 @@ def env():
     feats = D.load_features(FEATS)
     item = X.ort_session(IPATH)
     query = X.ort_session(QPATH)
-    vecs = item.run(None, {"features": feats})[0]
+    vecs = X.embed_items(item, feats)
     return params, feats, item, query, vecs
 
 
@@ -67,7 +67,13 @@ def test_item_encoder_parity(env):
     assert err <= TOL
     rng = np.random.RandomState(0)
     f = rng.standard_normal((7, 384)).astype(np.float32)
-    assert np.abs(item.run(None, {"features": f})[0] - np.asarray(M.item_vectors(params, f))).max() <= TOL
+    rows = np.array([0, 5, -1, 12100, 12101, 7, 3], np.int64)    # -1 and 12101: outside the table
+    got = X.embed_items(item, f, rows)
+    assert np.abs(got - np.asarray(M.item_vectors(params, f, rows))).max() <= TOL
+    if "id_emb" in params:  # an item the model never saw gets the text part alone
+        text = f @ params["proj_w"] + params["proj_b"]
+        assert np.abs(got[[2, 4]] - text[[2, 4]]).max() <= TOL
+        assert np.abs(got[0] - text[0]).max() > 10 * TOL
 
 
 @pytest.mark.parametrize("B,L,seed", [(1, 1, 0), (1, 50, 1), (3, 7, 2), (8, 50, 3), (5, 23, 4), (16, 13, 5)])
@@ -135,5 +141,5 @@ def test_rust_fixture_matches_onnxruntime(env):
     vp = np.concatenate([np.zeros((1, M.D), np.float32), vecs])
     got = query.run(None, {"history": vp[ids], "lengths": lengths})[0]
     assert np.abs(got - np.asarray(fx["query"], np.float32)).max() <= fx["tolerance_max_abs"]
-    iv = item.run(None, {"features": feats[fx["feature_rows"]]})[0]
+    iv = X.embed_items(item, feats[fx["feature_rows"]], fx["feature_rows"])
     assert np.abs(iv - np.asarray(fx["item_vectors"], np.float32)).max() <= fx["tolerance_max_abs"]

@@ -95,6 +95,16 @@ def main(argv=None):
     ap.add_argument("--distill-weight", type=float, default=0.0,
                     help="weight of the self-distillation term (full size -> every smaller size; 0: off)")
     ap.add_argument("--distill-tau", type=float, default=1.0, help="temperature of the self-distillation term")
+    ap.add_argument("--distill-topk", type=int, default=0,
+                    help="distil towards the full size's own top-K items (uniform hard targets) instead of "
+                         "its whole softmax (model.distill_loss; 0: the softmax)")
+    ap.add_argument("--item-rank", type=int, default=0,
+                    help="add the item-identity component of this rank (model.init_item_identity; 0: text only)")
+    ap.add_argument("--init-from", default="",
+                    help="start from these weights (a best_params.npz) instead of a random init; an "
+                         "identity component they lack starts at zero, so the start is the same model")
+    ap.add_argument("--val-agreement-users", type=int, default=0,
+                    help="after every epoch also measure the prefix agreement on the first N validation users")
     ap.add_argument("--precision", default="default", choices=["default", "high", "highest"],
                     help="jax matmul precision for training (GPU 'default' allows TF32)")
     args = ap.parse_args(argv)
@@ -125,6 +135,11 @@ def main(argv=None):
 
     feats = jnp.asarray(feats_np)
     params = M.init_params(jax.random.PRNGKey(args.seed), n_blocks=args.blocks)
+    if args.init_from:
+        params = jax.tree_util.tree_map(jnp.asarray, M.load_params(D.resolve(args.init_from)))
+        print(f"initialised from {args.init_from}", flush=True)
+    if args.item_rank and "id_emb" not in params:
+        params.update(M.init_item_identity(jax.random.PRNGKey(args.seed + 7), feats_np.shape[0], args.item_rank))
     opt, sched = make_optimizer(params, args.lr, total_steps, args.warmup_steps, args.weight_decay, args.clip)
     opt_state = opt.init(params)
     print(f"params: {M.count_params(params)} (unmasked), {M.count_params(params, dense=True)} stored dense",
@@ -145,7 +160,7 @@ def main(argv=None):
     def train_step(params, opt_state, ids, labels, weights, key):
         (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
             params, feats, ids, labels, weights, args.dropout, key,
-            args.distill_weight, args.distill_tau)
+            args.distill_weight, args.distill_tau, args.distill_topk)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss, per_size
@@ -195,6 +210,9 @@ def main(argv=None):
             rec["val_s"] = round(time.time() - t1, 2)
             rec["val"] = {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
                           for s in ("64", "256", "1024")}
+            if args.val_agreement_users:
+                agr = EV.prefix_agreement(params, feats_np, seqs[: args.val_agreement_users], "val")
+                rec["val_agreement"] = {w: {d: round(v, 4) for d, v in row.items()} for w, row in agr.items()}
             nd = res["1024"]["NDCG@10"]
             if nd > meta["best_ndcg10"]:
                 meta["best_ndcg10"], meta["best_epoch"], meta["bad_epochs"] = nd, ep + 1, 0
