@@ -326,10 +326,18 @@ fn run_err(e: impl std::fmt::Display) -> EncoderError {
 }
 
 /// Item features → item vectors (`item_encoder.onnx`: `features [N, F]` → `item_vectors [N, D]`).
+///
+/// A model with an item-identity component also takes `rows [N]` (int64): each item's row in
+/// the table of items it was trained on, the same row as in the training features file (item id
+/// r + 1 is row r for the Beauty model). A row outside the table (such as `-1`, for an item the
+/// model never saw) gives the text part alone. [`ItemEncoder::encode`] gives row r of `features`
+/// identity row r (the catalogue's own features file, in its own order);
+/// [`ItemEncoder::encode_rows`] takes the rows explicitly.
 pub struct ItemEncoder {
     session: Mutex<Session>,
     in_dim: usize,
     out_dim: usize,
+    identity: bool,
 }
 
 impl ItemEncoder {
@@ -337,10 +345,12 @@ impl ItemEncoder {
     pub fn open(path: &Path) -> Result<ItemEncoder, EncoderError> {
         let (session, in_dim, out_dim) =
             open_session(path, "item encoder", "features", "item_vectors")?;
+        let identity = session.inputs().iter().any(|i| i.name() == "rows");
         Ok(ItemEncoder {
             session: Mutex::new(session),
             in_dim,
             out_dim,
+            identity,
         })
     }
 
@@ -354,8 +364,41 @@ impl ItemEncoder {
         self.out_dim
     }
 
-    /// Encodes row-major features (`n × F`) in batches of `batch` rows; returns `n × D`.
+    /// Whether the model has an item-identity component (the `rows` input).
+    pub fn has_identity(&self) -> bool {
+        self.identity
+    }
+
+    /// Encodes row-major features (`n × F`) in batches of `batch` rows; returns `n × D`. Row r
+    /// of `features` is identity row r (see the type's documentation): use this on the features
+    /// file the model was trained with, or [`ItemEncoder::encode_rows`] otherwise.
     pub fn encode(&self, features: &[f32], batch: usize) -> Result<Vec<f32>, EncoderError> {
+        let n = self.rows_of(features)?;
+        let rows: Vec<i64> = (0..n as i64).collect();
+        self.run(features, &rows, batch)
+    }
+
+    /// Encodes row-major features (`n × F`) whose identity rows are `rows` (`n` of them; `-1`
+    /// or any row outside the model's table for an item it was not trained on). A model
+    /// without an identity component ignores `rows`.
+    pub fn encode_rows(
+        &self,
+        features: &[f32],
+        rows: &[i64],
+        batch: usize,
+    ) -> Result<Vec<f32>, EncoderError> {
+        let n = self.rows_of(features)?;
+        if rows.len() != n {
+            return Err(EncoderError::DimensionMismatch {
+                what: "identity rows (one per item)",
+                expected: n,
+                got: rows.len(),
+            });
+        }
+        self.run(features, rows, batch)
+    }
+
+    fn rows_of(&self, features: &[f32]) -> Result<usize, EncoderError> {
         if !features.len().is_multiple_of(self.in_dim) {
             return Err(EncoderError::DimensionMismatch {
                 what: "item features",
@@ -363,22 +406,29 @@ impl ItemEncoder {
                 got: features.len() % self.in_dim,
             });
         }
-        let n = features.len() / self.in_dim;
-        let mut out = Vec::with_capacity(n * self.out_dim);
+        Ok(features.len() / self.in_dim)
+    }
+
+    fn run(&self, features: &[f32], rows: &[i64], batch: usize) -> Result<Vec<f32>, EncoderError> {
+        let batch = batch.max(1);
+        let mut out = Vec::with_capacity(rows.len() * self.out_dim);
         let mut session = self.session.lock().map_err(run_err)?;
-        for chunk in features.chunks(batch.max(1) * self.in_dim) {
-            let rows = chunk.len() / self.in_dim;
-            let input =
-                Tensor::from_array(([rows, self.in_dim], chunk.to_vec())).map_err(run_err)?;
-            let outputs = session
-                .run(ort::inputs!["features" => input])
-                .map_err(run_err)?;
+        for (chunk, ids) in features.chunks(batch * self.in_dim).zip(rows.chunks(batch)) {
+            let n = ids.len();
+            let input = Tensor::from_array(([n, self.in_dim], chunk.to_vec())).map_err(run_err)?;
+            let outputs = if self.identity {
+                let ids = Tensor::from_array(([n], ids.to_vec())).map_err(run_err)?;
+                session.run(ort::inputs!["features" => input, "rows" => ids])
+            } else {
+                session.run(ort::inputs!["features" => input])
+            }
+            .map_err(run_err)?;
             let (_, data) = outputs["item_vectors"]
                 .try_extract_tensor::<f32>()
                 .map_err(run_err)?;
-            if data.len() != rows * self.out_dim {
+            if data.len() != n * self.out_dim {
                 return Err(EncoderError::Run(format!(
-                    "item encoder returned {} values for {rows} rows",
+                    "item encoder returned {} values for {n} rows",
                     data.len()
                 )));
             }

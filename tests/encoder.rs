@@ -11,7 +11,7 @@ mod beauty;
 
 use beauty::{data, floats, item_vectors, json, max_abs_diff, runtime_present};
 use mrl_index::encoder::{EncoderError, ItemEncoder, QueryEncoder};
-use mrl_index::ingest::MatrixSource;
+use mrl_index::ingest::{read_matrix_f32, MatrixSource};
 use mrl_index::progress::NoProgress;
 use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
 use std::path::Path;
@@ -42,6 +42,67 @@ fn item_encoder_reproduces_reference_vectors() {
         let row = row.as_u64().unwrap() as usize;
         let diff = max_abs_diff(&vectors[row * d..(row + 1) * d], &floats(expected));
         assert!(diff <= tol, "item row {row}: max abs diff {diff}");
+    }
+}
+
+#[test]
+fn item_encoder_takes_identity_rows_for_a_subset_of_items() {
+    if !runtime_present("item_encoder_takes_identity_rows_for_a_subset_of_items") {
+        return;
+    }
+    let r = reference();
+    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
+    let enc = ItemEncoder::open(&data("item_encoder.onnx")).unwrap();
+    let features = read_matrix_f32(&data("item_features.npy")).unwrap();
+    let rows: Vec<i64> = r["feature_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    let subset: Vec<f32> = rows
+        .iter()
+        .flat_map(|&row| features.row(row as usize).to_vec())
+        .collect();
+    // The rows alone, each with its identity row, give the catalogue's vectors (a model
+    // without an identity component ignores the rows).
+    let got = enc.encode_rows(&subset, &rows, 3).unwrap();
+    let d = enc.out_dim();
+    for (i, expected) in r["item_vectors"].as_array().unwrap().iter().enumerate() {
+        let diff = max_abs_diff(&got[i * d..(i + 1) * d], &floats(expected));
+        assert!(diff <= tol, "identity row {}: max abs diff {diff}", rows[i]);
+    }
+    match enc.encode_rows(&subset, &rows[..2], 3) {
+        Err(EncoderError::DimensionMismatch {
+            what,
+            expected,
+            got,
+        }) => {
+            assert!(what.contains("identity rows"), "{what}");
+            assert_eq!((expected, got), (rows.len(), 2));
+        }
+        other => panic!(
+            "expected a DimensionMismatch, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    // An item the model never saw (row -1) gets the text part alone: the same vector as any
+    // other row outside the table.
+    let cold = enc.encode_rows(&subset[..384], &[-1], 1).unwrap();
+    let far = enc.encode_rows(&subset[..384], &[i64::MAX], 1).unwrap();
+    assert_eq!(cold, far);
+    let text_alone = max_abs_diff(&cold, &got[..d]);
+    if enc.has_identity() {
+        assert!(
+            text_alone > 10.0 * tol,
+            "identity row {} adds nothing",
+            rows[0]
+        );
+    } else {
+        assert!(
+            text_alone <= tol,
+            "a text-only model ignores rows: {text_alone}"
+        );
     }
 }
 

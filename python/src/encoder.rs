@@ -260,14 +260,23 @@ impl PyItemEncoder {
         self.path.clone()
     }
 
+    /// Whether the model has an item-identity component (its `rows` input).
+    #[getter]
+    fn has_identity(&self) -> bool {
+        self.inner.has_identity()
+    }
+
     /// Item vectors (`float32 [n, D]`) of item features (`[n, F]`, real numbers; 1-d is one
-    /// item), `batch` rows per inference.
-    #[pyo3(signature = (features, *, batch=1024))]
+    /// item), `batch` rows per inference. `rows`: each item's identity row for a model with an
+    /// item-identity component (`-1` for an item it was not trained on: the text part alone);
+    /// by default row r of `features` is identity row r (the training features file).
+    #[pyo3(signature = (features, *, batch=1024, rows=None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
         features: &Bound<'py, PyAny>,
         batch: usize,
+        rows: Option<Vec<i64>>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let f: PyReadonlyArray2<f32> =
             crate::as_matrix(py, features, "features", "float32")?.extract()?;
@@ -280,7 +289,12 @@ impl PyItemEncoder {
             )));
         }
         let data = f.as_slice()?;
-        let out = py.detach(|| enc.encode(data, batch)).map_err(encoder_err)?;
+        let out = py
+            .detach(|| match &rows {
+                Some(rows) => enc.encode_rows(data, rows, batch),
+                None => enc.encode(data, batch),
+            })
+            .map_err(encoder_err)?;
         to_matrix(py, out, enc.out_dim())
     }
 

@@ -60,8 +60,15 @@ def test_item_vectors_equal_the_reference(encoders, beauty, reference):
     rows = reference["feature_rows"]
     tol = reference["tolerance_max_abs"]
     np.testing.assert_allclose(vectors[rows], expect, rtol=0, atol=tol)
-    one = item_encoder.encode(np.load(BEAUTY / "item_features.npy")[rows[0]])
+    features = np.load(BEAUTY / "item_features.npy")
+    one = item_encoder.encode(features[rows[0]])  # row 0 alone: identity row 0 by default
     np.testing.assert_allclose(one[0], expect[0], rtol=0, atol=tol)
+    # some rows alone, with their identity rows given (what a model with an identity component
+    # needs; a text-only model ignores them)
+    some = item_encoder.encode(features[rows[1:]], rows=rows[1:])
+    np.testing.assert_allclose(some, expect[1:], rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="identity rows"):
+        item_encoder.encode(features[rows], rows=rows[:2])
 
 
 def test_queries_equal_the_reference(encoders, beauty, reference):

@@ -24,6 +24,14 @@ pub struct EmbedArgs {
     /// Rows per inference call.
     #[arg(long, default_value_t = 1024)]
     batch: usize,
+    /// For an encoder with an item-identity component: each item's identity row (.npy of
+    /// non-negative integers, one per feature row; a row past the model's table gets the text
+    /// part alone). Default: row r of --features is identity row r (the training features file).
+    #[arg(long, conflicts_with = "cold")]
+    rows: Option<PathBuf>,
+    /// Items the model was not trained on: every item gets the text part alone (no identity).
+    #[arg(long)]
+    cold: bool,
 }
 
 /// Runs `embed-items`.
@@ -39,10 +47,31 @@ pub fn run_embed(a: EmbedArgs) -> Result<(), Error> {
             encoder.in_dim()
         )));
     }
-    let vectors = encoder.encode(features.as_slice(), a.batch)?;
+    let rows: Option<Vec<i64>> = if a.cold {
+        Some(vec![-1; features.len()])
+    } else if let Some(path) = &a.rows {
+        let rows = ingest::read_ids(path, features.len())?;
+        Some(
+            rows.iter()
+                .map(|&r| i64::try_from(r).unwrap_or(i64::MAX))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let vectors = match &rows {
+        Some(rows) => encoder.encode_rows(features.as_slice(), rows, a.batch)?,
+        None => encoder.encode(features.as_slice(), a.batch)?,
+    };
     ingest::write_npy_f32(&a.out, &vectors, features.len(), encoder.out_dim())?;
+    let identity = match (encoder.has_identity(), &rows) {
+        (false, _) => "text only",
+        (true, None) => "identity row = feature row",
+        (true, Some(_)) if a.cold => "no identity (cold items)",
+        (true, Some(_)) => "identity rows from --rows",
+    };
     println!(
-        "embedded {} items ({} → {} dims) into {} in {:.1}s",
+        "embedded {} items ({} → {} dims; {identity}) into {} in {:.1}s",
         features.len(),
         encoder.in_dim(),
         encoder.out_dim(),
