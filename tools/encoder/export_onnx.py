@@ -358,7 +358,7 @@ def _finish(graph, meta) -> onnx.ModelProto:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                           producer_name="mrl-index tools/encoder/export_onnx.py")
     m.ir_version = IR_VERSION
-    base = {"model": "fMRLRec (text-only) trained on Amazon Beauty", "weights": "float16 matrices, float32 math"}
+    base = {"model": "fMRLRec (title features, no images) trained on Amazon Beauty", "weights": "float16 matrices, float32 math"}
     base.update(meta)
     for k, v in base.items():
         e = m.metadata_props.add()

@@ -1,4 +1,4 @@
-"""fMRLRec (text-only) in jax: Matryoshka LRU sequential recommender.
+"""fMRLRec (title features, no images; optional item identity) in jax: Matryoshka LRU sequential recommender.
 
 Facts followed (docs: ../shared/docs/fmrlrec-notes.md, the paper's public code):
 

@@ -49,7 +49,7 @@ pytestmark = pytest.mark.skipif(not (QPATH.exists() and IPATH.exists()), reason=
 def env():
     item = X.ort_session(IPATH)
     query = X.ort_session(QPATH)
-    vecs = item.run(None, {"features": D.load_features(FEATS)})[0]
+    vecs = X.embed_items(item, D.load_features(FEATS))
     nb = sum(1 for t in onnx.load(str(QPATH)).graph.initializer if t.name.endswith(".nu_log"))
     return query, vecs, nb
 
@@ -71,7 +71,6 @@ def test_window_rule_premise():
     lam = max(m.max() for m in mods)
     print(f"max |lam| per block {[round(float(m.max()), 4) for m in mods]}, max|lam|^50 = {lam ** 50:.1e}")
     assert WINDOW * lam ** WINDOW < 1e-20           # float32 resolution is ~6e-8 relative
-    assert lam ** WINDOW < 1e-33
     meta = {p.key: p.value for p in onnx.load(str(QPATH)).metadata_props}
     assert meta["step_window"].startswith(f"max |lam| = {lam:.4f}, |lam|^50 = {lam ** 50:.1e}: streaming")
 

@@ -1,4 +1,4 @@
-"""Train fMRLRec (text-only) on Amazon Beauty with jax + optax (CPU or GPU, same code).
+"""Train fMRLRec (title features, no images) on Amazon Beauty with jax + optax (CPU or GPU, same code).
 
 Loss: mean over the 8 Matryoshka sizes of the full-catalogue softmax cross-entropy of the next
 item at every real position (model.mrl_loss), plus ``--distill-weight`` times the
