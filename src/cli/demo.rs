@@ -91,7 +91,7 @@ fn checkout_roots() -> Vec<PathBuf> {
     roots
 }
 
-/// The real demo: the text-only fMRLRec Beauty model from `datasets/beauty`.
+/// The real demo: the fMRLRec Beauty model from `datasets/beauty` (title features and item identity).
 fn run_beauty(a: DemoArgs) -> Result<(), Error> {
     let data = match a
         .data
@@ -110,7 +110,7 @@ fn run_beauty(a: DemoArgs) -> Result<(), Error> {
         .clone()
         .or_else(|| find_in_checkout("../shared/datasets/amazon-beauty"));
     println!(
-        "fMRLRec (text-only: item titles through all-MiniLM-L6-v2) on Amazon Beauty, from {}",
+        "fMRLRec (item titles through all-MiniLM-L6-v2, plus item identity) on Amazon Beauty, from {}",
         data.display()
     );
     let t0 = Instant::now();
