@@ -2,7 +2,9 @@
 
 Facts followed (docs: ../shared/docs/fmrlrec-notes.md, the paper's public code):
 
-* item vector  e = W_p f + b_p   (Linear 384 -> 1024, not normalised; f = MiniLM title feature)
+* item vector  e = W_p f + b_p   (Linear 384 -> 1024, not normalised; f = MiniLM title feature),
+  plus, not in the paper, an optional item-identity component a_i A (``init_item_identity``:
+  a zero-initialised [N, r] table times [r, 1024]; an item outside the table gets f alone)
 * block: x + LRU(MRL-LN(x)) -> h + FFN(MRL-LN(h)),  FFN(x) = w2(SiLU(gate(x)) * w1(x))
 * Matryoshka sizes M = [8, 16, 32, 64, 128, 256, 512, 1024]; every square linear layer is
   block-lower-triangular (output chunk j reads only the first m_j inputs), implemented as a dense

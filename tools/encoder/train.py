@@ -3,7 +3,10 @@
 Loss: mean over the 8 Matryoshka sizes of the full-catalogue softmax cross-entropy of the next
 item at every real position (model.mrl_loss), plus ``--distill-weight`` times the
 self-distillation term (model.distill_loss: the full size's softmax at ``--distill-tau`` as a
-stopped-gradient teacher of every smaller size; 0 by default, the paper's loss). AdamW (weight decay 0.01 on everything but biases,
+stopped-gradient teacher of every smaller size; 0 by default, the paper's loss). ``--item-rank r``
+adds the item-identity component (model.init_item_identity); ``--init-from`` starts from saved
+weights, so the committed model is two commands: the text model, then the identity stage (the
+recipe and its times: datasets/README.md). AdamW (weight decay 0.01 on everything but biases,
 eps 1e-9), global-norm clip 5.0, linear warm-up (100 steps) then cosine decay over ``--epochs``,
 dropout ``--dropout``. Validation (NDCG@10 at width 1024, full ranking) after every epoch; early
 stopping with patience 10; the best validation weights are saved to ``<out-dir>/best_params.npz``.
