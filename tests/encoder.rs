@@ -11,7 +11,7 @@ mod beauty;
 
 use beauty::{data, floats, item_vectors, json, max_abs_diff, runtime_present};
 use mrl_index::encoder::{EncoderError, ItemEncoder, QueryEncoder};
-use mrl_index::ingest::{read_matrix_f32, MatrixSource};
+use mrl_index::ingest::{read_matrix_f32, MatrixSource, VectorSource};
 use mrl_index::progress::NoProgress;
 use mrl_index::{Filter, Index, IndexBuilder, SearchParams};
 use std::path::Path;
@@ -303,4 +303,86 @@ fn missing_runtime_is_a_clear_error_not_a_panic() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn embed_items_takes_identity_rows_or_cold_items_from_the_command_line() {
+    if !runtime_present("embed_items_takes_identity_rows_or_cold_items_from_the_command_line") {
+        return;
+    }
+    let r = reference();
+    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
+    let rows: Vec<u64> = r["feature_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    let features = read_matrix_f32(&data("item_features.npy")).unwrap();
+    let subset: Vec<f32> = rows
+        .iter()
+        .flat_map(|&row| features.row(row as usize).to_vec())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let feats = dir.path().join("features.npy");
+    mrl_index::ingest::write_npy_f32(&feats, &subset, rows.len(), features.dim()).unwrap();
+    let rows_file = dir.path().join("rows.npy");
+    mrl_index::ingest::write_npy_u64(&rows_file, &rows).unwrap();
+    let short_rows = dir.path().join("short.npy");
+    mrl_index::ingest::write_npy_u64(&short_rows, &rows[..2]).unwrap();
+    let embed = |extra: &[&std::ffi::OsStr], out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_mrl-index"))
+            .args(["embed-items", "--encoder"])
+            .arg(data("item_encoder.onnx"))
+            .arg("--features")
+            .arg(&feats)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // --rows: the subset's own identity rows give the catalogue's vectors.
+    let with_rows = dir.path().join("with_rows.npy");
+    let out = embed(&["--rows".as_ref(), rows_file.as_os_str()], &with_rows);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = read_matrix_f32(&with_rows).unwrap();
+    for (i, expected) in r["item_vectors"].as_array().unwrap().iter().enumerate() {
+        let diff = max_abs_diff(got.row(i), &floats(expected));
+        assert!(diff <= tol, "identity row {}: max abs diff {diff}", rows[i]);
+    }
+    // --cold: the title part alone, the same as the library's row -1.
+    let cold = dir.path().join("cold.npy");
+    let out = embed(&["--cold".as_ref()], &cold);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let enc = ItemEncoder::open(&data("item_encoder.onnx")).unwrap();
+    let expect = enc.encode_rows(&subset, &[-1; 4], 4).unwrap();
+    assert_eq!(
+        read_matrix_f32(&cold).unwrap().as_slice(),
+        expect.as_slice()
+    );
+    // A rows file of the wrong length is a clear error that writes nothing.
+    let bad = dir.path().join("bad.npy");
+    let out = embed(&["--rows".as_ref(), short_rows.as_os_str()], &bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("short.npy") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(!bad.exists());
+    // --rows and --cold together are refused by the argument parser.
+    let out = embed(
+        &["--cold".as_ref(), "--rows".as_ref(), rows_file.as_os_str()],
+        &bad,
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
