@@ -45,33 +45,45 @@ fn item_encoder_reproduces_reference_vectors() {
     }
 }
 
-#[test]
-fn item_encoder_takes_identity_rows_for_a_subset_of_items() {
-    if !runtime_present("item_encoder_takes_identity_rows_for_a_subset_of_items") {
-        return;
-    }
-    let r = reference();
-    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
-    let enc = ItemEncoder::open(&data("item_encoder.onnx")).unwrap();
-    let features = read_matrix_f32(&data("item_features.npy")).unwrap();
-    let rows: Vec<i64> = r["feature_rows"]
+/// The fixture's feature rows and those rows' features, row-major (`rows.len() × F`).
+fn fixture_rows_and_features() -> (Vec<i64>, Vec<f32>) {
+    let rows: Vec<i64> = reference()["feature_rows"]
         .as_array()
         .unwrap()
         .iter()
         .map(|x| x.as_i64().unwrap())
         .collect();
-    let subset: Vec<f32> = rows
+    let features = read_matrix_f32(&data("item_features.npy")).unwrap();
+    let subset = rows
         .iter()
         .flat_map(|&row| features.row(row as usize).to_vec())
         .collect();
-    // The rows alone, each with its identity row, give the catalogue's vectors (a model
-    // without an identity component ignores the rows).
-    let got = enc.encode_rows(&subset, &rows, 3).unwrap();
-    let d = enc.out_dim();
+    (rows, subset)
+}
+
+/// Asserts that `got` (`rows.len() × d`, row-major) holds the fixture's expected item vectors.
+fn assert_reference_vectors(got: &[f32], d: usize, rows: &[i64]) {
+    let r = reference();
+    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
     for (i, expected) in r["item_vectors"].as_array().unwrap().iter().enumerate() {
         let diff = max_abs_diff(&got[i * d..(i + 1) * d], &floats(expected));
         assert!(diff <= tol, "identity row {}: max abs diff {diff}", rows[i]);
     }
+}
+
+#[test]
+fn item_encoder_takes_identity_rows_for_a_subset_of_items() {
+    if !runtime_present("item_encoder_takes_identity_rows_for_a_subset_of_items") {
+        return;
+    }
+    let tol = reference()["tolerance_max_abs"].as_f64().unwrap() as f32;
+    let enc = ItemEncoder::open(&data("item_encoder.onnx")).unwrap();
+    let (rows, subset) = fixture_rows_and_features();
+    // The rows alone, each with its identity row, give the catalogue's vectors (a model
+    // without an identity component ignores the rows).
+    let got = enc.encode_rows(&subset, &rows, 3).unwrap();
+    let d = enc.out_dim();
+    assert_reference_vectors(&got, d, &rows);
     match enc.encode_rows(&subset, &rows[..2], 3) {
         Err(EncoderError::DimensionMismatch {
             what,
@@ -310,26 +322,16 @@ fn embed_items_takes_identity_rows_or_cold_items_from_the_command_line() {
     if !runtime_present("embed_items_takes_identity_rows_or_cold_items_from_the_command_line") {
         return;
     }
-    let r = reference();
-    let tol = r["tolerance_max_abs"].as_f64().unwrap() as f32;
-    let rows: Vec<u64> = r["feature_rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect();
-    let features = read_matrix_f32(&data("item_features.npy")).unwrap();
-    let subset: Vec<f32> = rows
-        .iter()
-        .flat_map(|&row| features.row(row as usize).to_vec())
-        .collect();
+    let (rows, subset) = fixture_rows_and_features();
+    let dim = subset.len() / rows.len();
+    let rows_u64: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
     let dir = tempfile::tempdir().unwrap();
     let feats = dir.path().join("features.npy");
-    mrl_index::ingest::write_npy_f32(&feats, &subset, rows.len(), features.dim()).unwrap();
+    mrl_index::ingest::write_npy_f32(&feats, &subset, rows.len(), dim).unwrap();
     let rows_file = dir.path().join("rows.npy");
-    mrl_index::ingest::write_npy_u64(&rows_file, &rows).unwrap();
+    mrl_index::ingest::write_npy_u64(&rows_file, &rows_u64).unwrap();
     let short_rows = dir.path().join("short.npy");
-    mrl_index::ingest::write_npy_u64(&short_rows, &rows[..2]).unwrap();
+    mrl_index::ingest::write_npy_u64(&short_rows, &rows_u64[..2]).unwrap();
     let embed = |extra: &[&std::ffi::OsStr], out: &Path| {
         Command::new(env!("CARGO_BIN_EXE_mrl-index"))
             .args(["embed-items", "--encoder"])
@@ -351,10 +353,7 @@ fn embed_items_takes_identity_rows_or_cold_items_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got = read_matrix_f32(&with_rows).unwrap();
-    for (i, expected) in r["item_vectors"].as_array().unwrap().iter().enumerate() {
-        let diff = max_abs_diff(got.row(i), &floats(expected));
-        assert!(diff <= tol, "identity row {}: max abs diff {diff}", rows[i]);
-    }
+    assert_reference_vectors(got.as_slice(), got.dim(), &rows);
     // --cold: the title part alone, the same as the library's row -1.
     let cold = dir.path().join("cold.npy");
     let out = embed(&["--cold".as_ref()], &cold);

@@ -47,28 +47,27 @@ pub fn run_embed(a: EmbedArgs) -> Result<(), Error> {
             encoder.in_dim()
         )));
     }
-    let rows: Option<Vec<i64>> = if a.cold {
-        Some(vec![-1; features.len()])
+    let (rows, identity) = if a.cold {
+        (Some(vec![-1; features.len()]), "no identity (cold items)")
     } else if let Some(path) = &a.rows {
         let rows = ingest::read_ids(path, features.len())?;
-        Some(
-            rows.iter()
-                .map(|&r| i64::try_from(r).unwrap_or(i64::MAX))
-                .collect(),
-        )
+        let rows = rows
+            .iter()
+            .map(|&r| i64::try_from(r).unwrap_or(i64::MAX))
+            .collect();
+        (Some(rows), "identity rows from --rows")
     } else {
-        None
+        (None, "identity row = feature row")
     };
     let vectors = match &rows {
         Some(rows) => encoder.encode_rows(features.as_slice(), rows, a.batch)?,
         None => encoder.encode(features.as_slice(), a.batch)?,
     };
     ingest::write_npy_f32(&a.out, &vectors, features.len(), encoder.out_dim())?;
-    let identity = match (encoder.has_identity(), &rows) {
-        (false, _) => "text only",
-        (true, None) => "identity row = feature row",
-        (true, Some(_)) if a.cold => "no identity (cold items)",
-        (true, Some(_)) => "identity rows from --rows",
+    let identity = if encoder.has_identity() {
+        identity
+    } else {
+        "text only"
     };
     println!(
         "embedded {} items ({} → {} dims; {identity}) into {} in {:.1}s",
