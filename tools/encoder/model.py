@@ -284,17 +284,63 @@ def distill_loss(logits, w, tau: float = 1.0, topk: int = 0):
     return (kl * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0) * tau * tau
 
 
+CASCADE_SIZES = (64, 128, 256, 512)  # the widths a cascade ranks candidates at before the full one
+
+
+def cascade_loss(logits, w, top: int = 10, boundary: int = 100, size_index=None, sigma: float = 1.0):
+    """What a cascade needs, asked for directly: every one of the full size's top ``top`` items
+    should score above each smaller size's own ``boundary``-th best item at that size.
+
+    For size k, position p, teacher item i (the full size's top ``top``, stopped gradient) and
+    the item b at rank ``boundary`` in size k's own ranking, the term is
+    ``sigma * softplus((s_k[p, b] - s_k[p, i]) / sigma)``: a smooth hinge that lifts the teacher's
+    items above the boundary and pushes the boundary item down, and is near zero once an item is
+    well inside. Averaged over the ``top`` items and the real positions (weights ``w`` [P]).
+
+    logits: [S, P, N] (``mrl_logits``); ``size_index``: which rows of ``logits`` to score
+    (default: every smaller size). Returns one value per scored size. The full size (the
+    teacher) gets no gradient.
+    """
+    if size_index is None:
+        size_index = range(logits.shape[0] - 1)
+    t = jax.lax.stop_gradient(logits[-1])
+    teach = jax.lax.top_k(t, top)[1]                                 # [P, top]
+    den = jnp.maximum(w.sum(), 1.0)
+    out = []
+    for k in size_index:
+        s = logits[k]
+        # (the barrier keeps XLA's CPU backend on its top-k kernel: slicing the indices straight
+        # away turns the top-k into a full sort, 40x slower)
+        b = jax.lax.optimization_barrier(jax.lax.top_k(jax.lax.stop_gradient(s), boundary)[1])[:, -1:]
+        gap = jnp.take_along_axis(s, b, axis=-1) - jnp.take_along_axis(s, teach, axis=-1)
+        per = (sigma * jax.nn.softplus(gap / sigma)).mean(-1)        # [P]
+        out.append((per * w).sum() / den)
+    return jnp.stack(out)
+
+
 def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None,
-             distill_weight: float = 0.0, tau: float = 1.0, topk: int = 0):
+             distill_weight: float = 0.0, tau: float = 1.0, topk: int = 0,
+             cascade_weight: float = 0.0, cascade_top: int = 10, cascade_boundary: int = 100,
+             small_ce_weight: float = 1.0, id_dropout: float = 0.0):
     """Mean over sizes of the full-catalogue softmax cross-entropy of the next item, plus
-    ``distill_weight`` times the mean over the smaller sizes of ``distill_loss`` (0: the paper's
-    loss exactly).
+    ``distill_weight`` times the mean over the smaller sizes of ``distill_loss``, plus
+    ``cascade_weight`` times the mean over ``CASCADE_SIZES`` below the full one of
+    ``cascade_loss`` (both 0: the paper's loss exactly). ``small_ce_weight`` < 1 scales the
+    smaller sizes' cross-entropies (0: they learn from the full size alone, US-Nets' in-place
+    distillation); the full size's keeps weight 1/len(SIZES) either way. ``id_dropout`` (with a
+    ``key``): each item's identity part is dropped with this probability at this step (scaled
+    up otherwise, as dropout does), so the model cannot lean on an item's identity alone.
 
     feats: [N, 384] (item id i has row i-1); ids, labels: [B, L] int32 item ids (0 = pad), left-
     aligned; weights: [B, L] float (1 at real positions). Returns (loss, per-size losses), the
     per-size losses being the cross-entropies alone.
     """
-    E = item_vectors(params, feats)                                  # [N, D]
+    if id_dropout > 0.0 and key is not None and "id_emb" in params:
+        keep = jax.random.bernoulli(jax.random.fold_in(key, 7), 1.0 - id_dropout, (feats.shape[0], 1))
+        ident = jnp.where(keep, params["id_emb"] / (1.0 - id_dropout), 0.0)
+        E = feats @ params["proj_w"] + params["proj_b"] + ident @ params["id_proj_w"]
+    else:
+        E = item_vectors(params, feats)                              # [N, D]
     E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
     hist = E_pad[ids]                                                # [B, L, D]
     z = sequence_forward(params, hist, dropout, key)
@@ -305,9 +351,15 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     tl = jnp.take_along_axis(logits, tgt[None, :, None], axis=-1)[..., 0]
     w = weights.reshape(-1)
     per_size = ((lse - tl) * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0)
-    loss = per_size.mean()
+    if small_ce_weight == 1.0:
+        loss = per_size.mean()
+    else:
+        loss = (small_ce_weight * per_size[:-1].sum() + per_size[-1]) / per_size.shape[0]
     if distill_weight:
         loss = loss + distill_weight * distill_loss(logits, w, tau, topk).mean()
+    if cascade_weight:
+        idx = [SIZES.index(m) for m in CASCADE_SIZES if m < SIZES[-1]]
+        loss = loss + cascade_weight * cascade_loss(logits, w, cascade_top, cascade_boundary, idx).mean()
     return loss, per_size
 
 

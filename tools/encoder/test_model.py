@@ -307,3 +307,75 @@ def test_item_identity_starts_at_zero_keeps_matryoshka_and_round_trips(tmp_path)
     back = M.load_params(tmp_path / "p.npz")
     np.testing.assert_array_equal(back["id_emb"], with_id["id_emb"])
     np.testing.assert_array_equal(back["id_proj_w"], with_id["id_proj_w"])
+
+
+def test_cascade_loss_is_the_smooth_hinge_of_teacher_items_against_each_size_boundary():
+    rng = np.random.RandomState(31)
+    full = rng.standard_normal((3, 12)).astype(np.float32)
+    small = rng.standard_normal((3, 12)).astype(np.float32)
+    w = jnp.asarray(np.array([1, 0, 1], np.float32))
+    lg = jnp.asarray(np.stack([small, full]))                        # [S=2, P, N]
+    got = float(M.cascade_loss(lg, w, top=3, boundary=5)[0])
+    ref = []
+    for p in range(3):
+        teach = np.argsort(-full[p])[:3]
+        bound = np.sort(small[p])[::-1][4]                          # the small size's 5th best score
+        ref.append(np.mean(np.log1p(np.exp(bound - small[p][teach]))))
+    np.testing.assert_allclose(got, (ref[0] + ref[2]) / 2, rtol=1e-5)
+    # near zero once the teacher's items sit far above the boundary at the small size
+    inside = np.zeros((3, 12), np.float32)
+    for p in range(3):
+        inside[p, np.argsort(-full[p])[:3]] = 40.0
+    assert float(M.cascade_loss(jnp.asarray(np.stack([inside, full])), w, 3, 5)[0]) < 1e-12
+    g = np.asarray(jax.grad(lambda x: M.cascade_loss(x, w, 3, 5).sum())(lg))
+    assert np.all(g[-1] == 0.0), "the full size is a stopped-gradient teacher"
+    for p in (0, 2):                                                 # lifts the teacher's items,
+        teach = np.argsort(-full[p])[:3]                             # lowers the boundary item
+        assert np.all(g[0, p, teach] < 0)
+        b = np.argsort(-small[p])[4]
+        assert b in teach or g[0, p, b] > 0
+    assert np.all(g[0, 1] == 0.0), "padding positions have no say"
+
+
+def test_mrl_loss_small_ce_weight_scales_only_the_smaller_sizes():
+    rng = np.random.RandomState(32)
+    params = _rand_params(33, n_blocks=1)
+    feats = jnp.asarray(rng.standard_normal((30, M.FEAT_DIM)).astype(np.float32))
+    ids = jnp.asarray(np.array([[3, 5, 7, 0]], np.int32))
+    labels = jnp.asarray(np.array([[5, 7, 9, 0]], np.int32))
+    w = (labels > 0).astype(jnp.float32)
+    _, per = M.mrl_loss(params, feats, ids, labels, w)
+    per = np.asarray(per)
+    for a in (0.0, 0.25):
+        got, _ = M.mrl_loss(params, feats, ids, labels, w, small_ce_weight=a)
+        np.testing.assert_allclose(float(got), (a * per[:-1].sum() + per[-1]) / len(M.SIZES), rtol=1e-5)
+    base, _ = M.mrl_loss(params, feats, ids, labels, w)
+    both, _ = M.mrl_loss(params, feats, ids, labels, w, cascade_weight=0.5, cascade_top=2, cascade_boundary=4)
+    E = M.item_vectors(params, feats)
+    E_pad = jnp.concatenate([jnp.zeros((1, M.D)), E])
+    z = M.sequence_forward(params, E_pad[ids]).reshape(-1, M.D)
+    idx = [M.SIZES.index(m) for m in M.CASCADE_SIZES]
+    casc = M.cascade_loss(M.mrl_logits(z, E), w.reshape(-1), 2, 4, idx).mean()
+    np.testing.assert_allclose(float(both), float(base) + 0.5 * float(casc), rtol=1e-4)
+    assert float(casc) > 0
+
+
+def test_id_dropout_drops_whole_identity_rows_and_is_off_without_a_key():
+    rng = np.random.RandomState(34)
+    params = dict(M.to_numpy(_rand_params(35, n_blocks=1)), **M.init_item_identity(jax.random.PRNGKey(1), 30, 8))
+    params["id_emb"] = rng.standard_normal((30, 8)).astype(np.float32)
+    feats = jnp.asarray(rng.standard_normal((30, M.FEAT_DIM)).astype(np.float32))
+    ids = jnp.asarray(np.array([[3, 5, 7, 0]], np.int32))
+    labels = jnp.asarray(np.array([[5, 7, 9, 0]], np.int32))
+    w = (labels > 0).astype(jnp.float32)
+    plain, _ = M.mrl_loss(params, feats, ids, labels, w)
+    no_key, _ = M.mrl_loss(params, feats, ids, labels, w, id_dropout=0.5)
+    assert float(no_key) == float(plain), "evaluation (no key) uses every identity"
+    key = jax.random.PRNGKey(3)
+    dropped, _ = M.mrl_loss(params, feats, ids, labels, w, key=key, id_dropout=0.5)
+    # the same loss as the model whose table has the dropped rows zeroed and the rest doubled
+    keep = np.asarray(jax.random.bernoulli(jax.random.fold_in(key, 7), 0.5, (30, 1)))
+    assert 0 < keep.sum() < 30
+    manual = dict(params, id_emb=np.where(keep, params["id_emb"] * 2.0, 0.0))
+    ref, _ = M.mrl_loss(manual, feats, ids, labels, w, key=key)
+    np.testing.assert_allclose(float(dropped), float(ref), rtol=1e-5)

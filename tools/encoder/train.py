@@ -3,7 +3,10 @@
 Loss: mean over the 8 Matryoshka sizes of the full-catalogue softmax cross-entropy of the next
 item at every real position (model.mrl_loss), plus ``--distill-weight`` times the
 self-distillation term (model.distill_loss: the full size's softmax at ``--distill-tau`` as a
-stopped-gradient teacher of every smaller size; 0 by default, the paper's loss). ``--item-rank r``
+stopped-gradient teacher of every smaller size; 0 by default, the paper's loss). Measured and
+not in the recipe (docs/beauty-results.md): ``--cascade-weight`` (model.cascade_loss, the full
+size's top items above each cascade size's own boundary), ``--small-ce-weight`` (scale of the
+smaller sizes' cross-entropies) and ``--id-dropout``. ``--item-rank r``
 adds the item-identity component (model.init_item_identity); ``--init-from`` starts from saved
 weights, so the committed model is two commands: the text model, then the identity stage (the
 recipe and its times: datasets/README.md). AdamW (weight decay 0.01 on everything but biases,
@@ -101,6 +104,15 @@ def main(argv=None):
     ap.add_argument("--distill-topk", type=int, default=0,
                     help="distil towards the full size's own top-K items (uniform hard targets) instead of "
                          "its whole softmax (model.distill_loss; 0: the softmax)")
+    ap.add_argument("--cascade-weight", type=float, default=0.0,
+                    help="weight of the cascade term (model.cascade_loss: the full size's top items above each "
+                         "cascade size's own boundary; 0: off)")
+    ap.add_argument("--cascade-top", type=int, default=10, help="teacher items of the cascade term")
+    ap.add_argument("--cascade-boundary", type=int, default=100, help="boundary rank of the cascade term")
+    ap.add_argument("--small-ce-weight", type=float, default=1.0,
+                    help="scale of the smaller sizes' cross-entropies (0: they learn from the full size only)")
+    ap.add_argument("--id-dropout", type=float, default=0.0,
+                    help="drop each item's identity part with this probability per step (0: off)")
     ap.add_argument("--item-rank", type=int, default=0,
                     help="add the item-identity component of this rank (model.init_item_identity; 0: text only)")
     ap.add_argument("--init-from", default="",
@@ -163,7 +175,9 @@ def main(argv=None):
     def train_step(params, opt_state, ids, labels, weights, key):
         (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
             params, feats, ids, labels, weights, args.dropout, key,
-            args.distill_weight, args.distill_tau, args.distill_topk)
+            args.distill_weight, args.distill_tau, args.distill_topk,
+            args.cascade_weight, args.cascade_top, args.cascade_boundary, args.small_ce_weight,
+            args.id_dropout)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss, per_size
