@@ -259,12 +259,18 @@ def test_token_batches_score_every_real_position_exactly_once():
     assert len(shapes) == len(D.FINE_BUCKETS)                # one compiled shape per bucket
 
 
-def test_topk_distillation_is_the_kl_from_uniform_over_the_teacher_top_k():
-    rng = np.random.RandomState(21)
+def _two_size_logits(seed):
+    """A small size's and the full size's scores for 3 positions over 12 items (the middle
+    position is padding): (full, small, weights, stacked [S=2, P, N] logits)."""
+    rng = np.random.RandomState(seed)
     full = rng.standard_normal((3, 12)).astype(np.float32)
     small = rng.standard_normal((3, 12)).astype(np.float32)
     w = jnp.asarray(np.array([1, 0, 1], np.float32))
-    lg = jnp.asarray(np.stack([small, full]))                        # [S=2, P, N]
+    return full, small, w, jnp.asarray(np.stack([small, full]))
+
+
+def test_topk_distillation_is_the_kl_from_uniform_over_the_teacher_top_k():
+    full, small, w, lg = _two_size_logits(21)
     got = float(M.distill_loss(lg, w, 1.0, topk=4)[0])
     ref = []
     for p in range(3):
@@ -310,11 +316,7 @@ def test_item_identity_starts_at_zero_keeps_matryoshka_and_round_trips(tmp_path)
 
 
 def test_cascade_loss_is_the_smooth_hinge_of_teacher_items_against_each_size_boundary():
-    rng = np.random.RandomState(31)
-    full = rng.standard_normal((3, 12)).astype(np.float32)
-    small = rng.standard_normal((3, 12)).astype(np.float32)
-    w = jnp.asarray(np.array([1, 0, 1], np.float32))
-    lg = jnp.asarray(np.stack([small, full]))                        # [S=2, P, N]
+    full, small, w, lg = _two_size_logits(31)
     got = float(M.cascade_loss(lg, w, top=3, boundary=5)[0])
     ref = []
     for p in range(3):
