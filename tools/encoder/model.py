@@ -285,6 +285,7 @@ def distill_loss(logits, w, tau: float = 1.0, topk: int = 0):
 
 
 CASCADE_SIZES = (64, 128, 256, 512)  # the widths a cascade ranks candidates at before the full one
+_CASCADE_ROWS = tuple(SIZES.index(m) for m in CASCADE_SIZES)  # their rows in ``mrl_logits``
 
 
 def cascade_loss(logits, w, top: int = 10, boundary: int = 100, size_index=None, sigma: float = 1.0):
@@ -337,10 +338,8 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     """
     if id_dropout > 0.0 and key is not None and "id_emb" in params:
         keep = jax.random.bernoulli(jax.random.fold_in(key, 7), 1.0 - id_dropout, (feats.shape[0], 1))
-        ident = jnp.where(keep, params["id_emb"] / (1.0 - id_dropout), 0.0)
-        E = feats @ params["proj_w"] + params["proj_b"] + ident @ params["id_proj_w"]
-    else:
-        E = item_vectors(params, feats)                              # [N, D]
+        params = dict(params, id_emb=jnp.where(keep, params["id_emb"] / (1.0 - id_dropout), 0.0))
+    E = item_vectors(params, feats)                                  # [N, D]
     E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
     hist = E_pad[ids]                                                # [B, L, D]
     z = sequence_forward(params, hist, dropout, key)
@@ -352,14 +351,14 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     w = weights.reshape(-1)
     per_size = ((lse - tl) * w[None]).sum(-1) / jnp.maximum(w.sum(), 1.0)
     if small_ce_weight == 1.0:
-        loss = per_size.mean()
+        loss = per_size.mean()                # the paper's loss, bit for bit as before
     else:
         loss = (small_ce_weight * per_size[:-1].sum() + per_size[-1]) / per_size.shape[0]
     if distill_weight:
         loss = loss + distill_weight * distill_loss(logits, w, tau, topk).mean()
     if cascade_weight:
-        idx = [SIZES.index(m) for m in CASCADE_SIZES if m < SIZES[-1]]
-        loss = loss + cascade_weight * cascade_loss(logits, w, cascade_top, cascade_boundary, idx).mean()
+        loss = loss + cascade_weight * cascade_loss(logits, w, cascade_top, cascade_boundary,
+                                                    _CASCADE_ROWS).mean()
     return loss, per_size
 
 

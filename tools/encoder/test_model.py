@@ -346,12 +346,11 @@ def test_mrl_loss_small_ce_weight_scales_only_the_smaller_sizes():
     ids = jnp.asarray(np.array([[3, 5, 7, 0]], np.int32))
     labels = jnp.asarray(np.array([[5, 7, 9, 0]], np.int32))
     w = (labels > 0).astype(jnp.float32)
-    _, per = M.mrl_loss(params, feats, ids, labels, w)
+    base, per = M.mrl_loss(params, feats, ids, labels, w)
     per = np.asarray(per)
     for a in (0.0, 0.25):
         got, _ = M.mrl_loss(params, feats, ids, labels, w, small_ce_weight=a)
         np.testing.assert_allclose(float(got), (a * per[:-1].sum() + per[-1]) / len(M.SIZES), rtol=1e-5)
-    base, _ = M.mrl_loss(params, feats, ids, labels, w)
     both, _ = M.mrl_loss(params, feats, ids, labels, w, cascade_weight=0.5, cascade_top=2, cascade_boundary=4)
     E = M.item_vectors(params, feats)
     E_pad = jnp.concatenate([jnp.zeros((1, M.D)), E])
