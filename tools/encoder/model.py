@@ -193,13 +193,22 @@ def block(x, p, mask, dropout: float = 0.0, key=None):
 
 # ----------------------------------------------------------------------------- model
 
-def init_item_identity(key, n_items: int, rank: int, d: int = D) -> dict:
+def init_item_identity(key, n_items: int, rank: int, d: int = D, width: int = 0) -> dict:
     """The item-identity component: e_i = W_p f_i + b_p + a_i A, with a [N, rank] zero at the
     start (so a warm-started model is unchanged) and A [rank, D] uniform +-1/sqrt(rank) (so a gets
-    a gradient from the first step). Row i belongs to item id i+1, like the feature rows."""
+    a gradient from the first step). Row i belongs to item id i+1, like the feature rows.
+    ``width`` > 0: A's columns from ``width`` on start at zero, and ``mrl_loss`` with the same
+    ``identity_width`` keeps them there, so the identity feeds only the first ``width`` dims."""
     b = 1.0 / np.sqrt(rank)
-    return {"id_emb": jnp.zeros((n_items, rank), jnp.float32),
-            "id_proj_w": jax.random.uniform(key, (rank, d), jnp.float32, -b, b)}
+    A = jax.random.uniform(key, (rank, d), jnp.float32, -b, b)
+    if width:
+        A = A * identity_columns(width, d)
+    return {"id_emb": jnp.zeros((n_items, rank), jnp.float32), "id_proj_w": A}
+
+
+def identity_columns(width: int, d: int = D):
+    """[d] float mask: 1 for the item vector's dims below ``width``, 0 from there on."""
+    return (jnp.arange(d) < width).astype(jnp.float32)
 
 
 def item_vectors(params, feats, rows=None):
@@ -322,7 +331,7 @@ def cascade_loss(logits, w, top: int = 10, boundary: int = 100, size_index=None,
 def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None,
              distill_weight: float = 0.0, tau: float = 1.0, topk: int = 0,
              cascade_weight: float = 0.0, cascade_top: int = 10, cascade_boundary: int = 100,
-             small_ce_weight: float = 1.0, id_dropout: float = 0.0):
+             small_ce_weight: float = 1.0, id_dropout: float = 0.0, identity_width: int = 0):
     """Mean over sizes of the full-catalogue softmax cross-entropy of the next item, plus
     ``distill_weight`` times the mean over the smaller sizes of ``distill_loss``, plus
     ``cascade_weight`` times the mean over ``CASCADE_SIZES`` below the full one of
@@ -331,6 +340,10 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     distillation); the full size's keeps weight 1/len(SIZES) either way. ``id_dropout`` (with a
     ``key``): each item's identity part is dropped with this probability at this step (scaled
     up otherwise, as dropout does), so the model cannot lean on an item's identity alone.
+    ``identity_width`` > 0: the identity part reaches only the item vector's first
+    ``identity_width`` dims (A's other columns get no gradient; ``init_item_identity`` starts
+    them at zero, so they stay zero and the exported A needs nothing special), so the last
+    chunks carry the text projection alone.
 
     feats: [N, 384] (item id i has row i-1); ids, labels: [B, L] int32 item ids (0 = pad), left-
     aligned; weights: [B, L] float (1 at real positions). Returns (loss, per-size losses), the
@@ -339,6 +352,9 @@ def mrl_loss(params, feats, ids, labels, weights, dropout: float = 0.0, key=None
     if id_dropout > 0.0 and key is not None and "id_emb" in params:
         keep = jax.random.bernoulli(jax.random.fold_in(key, 7), 1.0 - id_dropout, (feats.shape[0], 1))
         params = dict(params, id_emb=jnp.where(keep, params["id_emb"] / (1.0 - id_dropout), 0.0))
+    if identity_width and "id_proj_w" in params:
+        params = dict(params, id_proj_w=params["id_proj_w"] * identity_columns(identity_width,
+                                                                              params["id_proj_w"].shape[1]))
     E = item_vectors(params, feats)                                  # [N, D]
     E_pad = jnp.concatenate([jnp.zeros((1, E.shape[1]), E.dtype), E], axis=0)
     hist = E_pad[ids]                                                # [B, L, D]

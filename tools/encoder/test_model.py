@@ -380,3 +380,28 @@ def test_id_dropout_drops_whole_identity_rows_and_is_off_without_a_key():
     manual = dict(params, id_emb=np.where(keep, params["id_emb"] * 2.0, 0.0))
     ref, _ = M.mrl_loss(manual, feats, ids, labels, w, key=key)
     np.testing.assert_allclose(float(dropped), float(ref), rtol=1e-5)
+
+
+def test_identity_width_keeps_the_identity_out_of_the_last_dims():
+    rng = np.random.RandomState(36)
+    params = dict(M.to_numpy(_rand_params(37, n_blocks=1)),
+                  **M.init_item_identity(jax.random.PRNGKey(2), 30, 8, width=64))
+    A = np.asarray(params["id_proj_w"])
+    assert np.abs(A[:, :64]).min() > 0 and not A[:, 64:].any(), "A starts with only the first 64 columns"
+    params["id_emb"] = rng.standard_normal((30, 8)).astype(np.float32)
+    feats = jnp.asarray(rng.standard_normal((30, M.FEAT_DIM)).astype(np.float32))
+    ids = jnp.asarray(np.array([[3, 5, 7, 0]], np.int32))
+    labels = jnp.asarray(np.array([[5, 7, 9, 0]], np.int32))
+    w = (labels > 0).astype(jnp.float32)
+    grads = jax.grad(lambda p: M.mrl_loss(p, feats, ids, labels, w, identity_width=64)[0])(
+        jax.tree_util.tree_map(jnp.asarray, params))
+    g = np.asarray(grads["id_proj_w"])
+    assert np.abs(g[:, :64]).max() > 0, "the first 64 columns learn"
+    assert not g[:, 64:].any(), "the masked columns get no gradient, so they stay zero"
+    # without the width the same (zero) columns would learn: the mask is what holds them
+    g_all = np.asarray(jax.grad(lambda p: M.mrl_loss(p, feats, ids, labels, w)[0])(
+        jax.tree_util.tree_map(jnp.asarray, params))["id_proj_w"])
+    assert np.abs(g_all[:, 64:]).max() > 0
+    # so the item vectors past dim 64 are the text projection alone
+    text_only = np.asarray(M.item_vectors(dict(params, id_emb=np.zeros_like(params["id_emb"])), feats))
+    np.testing.assert_array_equal(np.asarray(M.item_vectors(params, feats))[:, 64:], text_only[:, 64:])

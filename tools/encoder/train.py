@@ -115,6 +115,9 @@ def main(argv=None):
                     help="drop each item's identity part with this probability per step (0: off)")
     ap.add_argument("--item-rank", type=int, default=0,
                     help="add the item-identity component of this rank (model.init_item_identity; 0: text only)")
+    ap.add_argument("--identity-width", type=int, default=0,
+                    help="the identity component feeds only the item vector's first N dims (one of the "
+                         "Matryoshka sizes; 0: all of them)")
     ap.add_argument("--init-from", default="",
                     help="start from these weights (a best_params.npz) instead of a random init; an "
                          "identity component they lack starts at zero, so the start is the same model")
@@ -153,8 +156,16 @@ def main(argv=None):
     if args.init_from:
         params = jax.tree_util.tree_map(jnp.asarray, M.load_params(D.resolve(args.init_from)))
         print(f"initialised from {args.init_from}", flush=True)
+    if args.identity_width and args.identity_width not in M.SIZES:
+        ap.error(f"--identity-width {args.identity_width}: not one of the sizes {M.SIZES}")
     if args.item_rank and "id_emb" not in params:
-        params.update(M.init_item_identity(jax.random.PRNGKey(args.seed + 7), feats_np.shape[0], args.item_rank))
+        params.update(M.init_item_identity(jax.random.PRNGKey(args.seed + 7), feats_np.shape[0], args.item_rank,
+                                           width=args.identity_width))
+    if args.identity_width and "id_proj_w" in params:
+        cut = np.abs(np.asarray(params["id_proj_w"])[:, args.identity_width:]).max(initial=0.0)
+        if cut > 0:
+            ap.error(f"--identity-width {args.identity_width}: the starting identity already feeds dims "
+                     f"from {args.identity_width} on (max |A| there {cut:.3g})")
     opt, sched = make_optimizer(params, args.lr, total_steps, args.warmup_steps, args.weight_decay, args.clip)
     opt_state = opt.init(params)
     print(f"params: {M.count_params(params)} (unmasked), {M.count_params(params, dense=True)} stored dense",
@@ -177,7 +188,7 @@ def main(argv=None):
             params, feats, ids, labels, weights, args.dropout, key,
             args.distill_weight, args.distill_tau, args.distill_topk,
             args.cascade_weight, args.cascade_top, args.cascade_boundary, args.small_ce_weight,
-            args.id_dropout)
+            args.id_dropout, args.identity_width)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, loss, per_size
