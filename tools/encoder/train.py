@@ -7,12 +7,15 @@ stopped-gradient teacher of every smaller size; 0 by default, the paper's loss).
 not in the recipe (docs/beauty-results.md): ``--cascade-weight`` (model.cascade_loss, the full
 size's top items above each cascade size's own boundary), ``--small-ce-weight`` (scale of the
 smaller sizes' cross-entropies) and ``--id-dropout``. ``--item-rank r``
-adds the item-identity component (model.init_item_identity); ``--init-from`` starts from saved
-weights, so the committed model is two commands: the text model, then the identity stage (the
-recipe and its times: datasets/README.md). AdamW (weight decay 0.01 on everything but biases,
+adds the item-identity component (model.init_item_identity), ``--identity-width w`` keeps it to
+dims 0..w-1; ``--init-from`` starts from saved weights. The committed model is one command from
+scratch (the recipe and its times: datasets/README.md). AdamW (weight decay 0.01 on everything but biases,
 eps 1e-9), global-norm clip 5.0, linear warm-up (100 steps) then cosine decay over ``--epochs``,
 dropout ``--dropout``. Validation (NDCG@10 at width 1024, full ranking) after every epoch; early
 stopping with patience 10; the best validation weights are saved to ``<out-dir>/best_params.npz``.
+With ``--ema-decay d`` the weights validated and saved are an exponential moving average of the
+trained ones (ema_update); training itself is unchanged, so a run with and one without it follow
+the same trajectory for the same seed (up to float rounding).
 
 Time budget: ``--max-minutes`` stops training cleanly (checkpoint + best weights are written);
 ``--resume`` continues from ``<out-dir>/ckpt.npz`` (parameters, optimiser state, epoch, RNG and
@@ -55,21 +58,37 @@ def make_optimizer(params, lr, total_steps, warmup, wd, clip):
     return opt, sched
 
 
-def save_ckpt(path, params, opt_state, meta):
-    leaves = jax.tree_util.tree_leaves((params, opt_state))
+def ema_update(ema, params, step, decay):
+    """One step of the exponential moving average of the weights (Polyak averaging).
+
+    The decay is ``min(decay, (1 + step) / (10 + step))``, so the first steps do not drag the
+    average towards the random initialisation. ``step`` counts from 0 (the step just taken).
+    """
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+
+
+def save_ckpt(path, state, meta):
+    """Write the training state (a pytree: parameters, optimiser state and, with ``--ema-decay``,
+    the averaged weights) and ``meta`` atomically."""
+    leaves = jax.tree_util.tree_leaves(state)
     arrs = {f"l{i}": np.asarray(x) for i, x in enumerate(leaves)}
     tmp = str(path) + ".tmp.npz"
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrs)
     os.replace(tmp, path)
 
 
-def load_ckpt(path, params_like, opt_state_like):
+def load_ckpt(path, state_like):
+    """Read what save_ckpt wrote into a pytree shaped like ``state_like``."""
     z = np.load(path)
-    treedef = jax.tree_util.tree_structure((params_like, opt_state_like))
+    treedef = jax.tree_util.tree_structure(state_like)
     n = treedef.num_leaves
+    stored = sum(1 for k in z.files if k.startswith("l"))
+    if stored != n:
+        raise SystemExit(f"{path}: holds {stored} arrays, this configuration expects {n} "
+                         f"(was it written with a different --ema-decay or --item-rank?)")
     leaves = [jnp.asarray(z[f"l{i}"]) for i in range(n)]
-    params, opt_state = jax.tree_util.tree_unflatten(treedef, leaves)
-    return params, opt_state, json.loads(str(z["meta"]))
+    return jax.tree_util.tree_unflatten(treedef, leaves), json.loads(str(z["meta"]))
 
 
 def main(argv=None):
@@ -118,6 +137,9 @@ def main(argv=None):
     ap.add_argument("--identity-width", type=int, default=0,
                     help="the identity component feeds only the item vector's first N dims (one of the "
                          "Matryoshka sizes; 0: all of them)")
+    ap.add_argument("--ema-decay", type=float, default=0.0,
+                    help="validate and save an exponential moving average of the weights with this decay "
+                         "(for example 0.998; 0: off, the raw weights)")
     ap.add_argument("--init-from", default="",
                     help="start from these weights (a best_params.npz) instead of a random init; an "
                          "identity component they lack starts at zero, so the start is the same model")
@@ -126,6 +148,8 @@ def main(argv=None):
     ap.add_argument("--precision", default="default", choices=["default", "high", "highest"],
                     help="jax matmul precision for training (GPU 'default' allows TF32)")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.ema_decay < 1.0:
+        ap.error(f"--ema-decay {args.ema_decay}: must be in [0, 1)")
     t_start = time.time()
     jax.config.update("jax_default_matmul_precision", args.precision)
     # compiled steps are reused across resumed runs (one shape per length bucket)
@@ -161,13 +185,17 @@ def main(argv=None):
     if args.item_rank and "id_emb" not in params:
         params.update(M.init_item_identity(jax.random.PRNGKey(args.seed + 7), feats_np.shape[0], args.item_rank,
                                            width=args.identity_width))
-    if args.identity_width and "id_proj_w" in params:
+    if args.identity_width and "id_proj_w" not in params:
+        ap.error(f"--identity-width {args.identity_width}: the model has no item-identity component "
+                 "(add --item-rank, or --init-from a model that has one)")
+    if args.identity_width:
         cut = np.abs(np.asarray(params["id_proj_w"])[:, args.identity_width:]).max(initial=0.0)
         if cut > 0:
             ap.error(f"--identity-width {args.identity_width}: the starting identity already feeds dims "
                      f"from {args.identity_width} on (max |A| there {cut:.3g})")
     opt, sched = make_optimizer(params, args.lr, total_steps, args.warmup_steps, args.weight_decay, args.clip)
     opt_state = opt.init(params)
+    ema = jax.tree_util.tree_map(jnp.array, params) if args.ema_decay else None
     print(f"params: {M.count_params(params)} (unmasked), {M.count_params(params, dense=True)} stored dense",
           flush=True)
 
@@ -175,7 +203,10 @@ def main(argv=None):
             "history": [], "train_seconds": 0.0, "config": vars(args), "done": False}
     ckpt_path = out / "ckpt.npz"
     if args.resume and ckpt_path.exists():
-        params, opt_state, meta = load_ckpt(ckpt_path, params, opt_state)
+        if ema is None:
+            (params, opt_state), meta = load_ckpt(ckpt_path, (params, opt_state))
+        else:
+            (params, opt_state, ema), meta = load_ckpt(ckpt_path, (params, opt_state, ema))
         print(f"resumed from {ckpt_path} at epoch {meta['epoch']} step {meta['step']}", flush=True)
         if meta.get("early_stopped") or meta["epoch"] >= args.epochs:
             print("training already finished", flush=True)
@@ -183,7 +214,7 @@ def main(argv=None):
         meta["done"] = False
 
     @jax.jit
-    def train_step(params, opt_state, ids, labels, weights, key):
+    def train_step(params, opt_state, ema, ids, labels, weights, key, step):
         (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
             params, feats, ids, labels, weights, args.dropout, key,
             args.distill_weight, args.distill_tau, args.distill_topk,
@@ -191,7 +222,12 @@ def main(argv=None):
             args.id_dropout, args.identity_width)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return params, opt_state, loss, per_size
+        if ema is not None:
+            ema = ema_update(ema, params, step, args.ema_decay)
+        return params, opt_state, ema, loss, per_size
+
+    def state():
+        return (params, opt_state) if ema is None else (params, opt_state, ema)
 
     base_key = jax.random.PRNGKey(args.seed + 1)
     last_ckpt = time.time()
@@ -205,8 +241,9 @@ def main(argv=None):
         losses, sizes_loss, nb = jnp.zeros(()), jnp.zeros((len(M.SIZES),)), 0
         for ids, labels, w in batches(rng):
             key = jax.random.fold_in(base_key, meta["step"])
-            params, opt_state, loss, per_size = train_step(params, opt_state, jnp.asarray(ids),
-                                                           jnp.asarray(labels), jnp.asarray(w), key)
+            params, opt_state, ema, loss, per_size = train_step(
+                params, opt_state, ema, jnp.asarray(ids), jnp.asarray(labels), jnp.asarray(w), key,
+                jnp.asarray(meta["step"], jnp.float32))
             meta["step"] += 1
             nb += 1
             losses = losses + loss            # device-side running sums (no host sync per step)
@@ -234,17 +271,22 @@ def main(argv=None):
                "loss_by_size": [round(float(x) / max(1, nb), 3) for x in np.asarray(sizes_loss)]}
         if not args.no_val:
             t1 = time.time()
-            res, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+            judged = params if ema is None else ema   # the weights validated and saved
+            res, _ = EV.evaluate(judged, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
             rec["val_s"] = round(time.time() - t1, 2)
             rec["val"] = {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
                           for s in ("64", "256", "1024")}
+            if ema is not None:   # the raw weights too, so the average's gain is measured in the run
+                raw, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+                rec["val_raw_weights"] = {s: {k: round(v, 5) for k, v in raw[s].items()
+                                              if k in ("NDCG@10", "Recall@10")} for s in ("64", "256", "1024")}
             if args.val_agreement_users:
-                agr = EV.prefix_agreement(params, feats_np, seqs[: args.val_agreement_users], "val")
+                agr = EV.prefix_agreement(judged, feats_np, seqs[: args.val_agreement_users], "val")
                 rec["val_agreement"] = {w: {d: round(v, 4) for d, v in row.items()} for w, row in agr.items()}
             nd = res["1024"]["NDCG@10"]
             if nd > meta["best_ndcg10"]:
                 meta["best_ndcg10"], meta["best_epoch"], meta["bad_epochs"] = nd, ep + 1, 0
-                M.save_params(M.to_numpy(params), out / "best_params.npz")
+                M.save_params(M.to_numpy(judged), out / "best_params.npz")
                 rec["saved_best"] = True
             else:
                 meta["bad_epochs"] += 1
@@ -256,14 +298,14 @@ def main(argv=None):
             meta["done"] = meta["early_stopped"] = True
             break
         if time.time() - last_ckpt > args.ckpt_every_min * 60:
-            save_ckpt(ckpt_path, params, opt_state, meta)
+            save_ckpt(ckpt_path, state(), meta)
             last_ckpt = time.time()
     else:
         meta["done"] = True
         stop_reason = "epochs done"
     if args.no_val:
-        M.save_params(M.to_numpy(params), out / "last_params.npz")
-    save_ckpt(ckpt_path, params, opt_state, meta)
+        M.save_params(M.to_numpy(params if ema is None else ema), out / "last_params.npz")
+    save_ckpt(ckpt_path, state(), meta)
     summary = {k: meta[k] for k in ("epoch", "step", "best_ndcg10", "best_epoch", "train_seconds", "done")}
     summary["stop_reason"] = stop_reason
     summary["backend"] = jax.default_backend()
