@@ -140,6 +140,9 @@ def main(argv=None):
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="validate and save an exponential moving average of the weights with this decay "
                          "(for example 0.998; 0: off, the raw weights)")
+    ap.add_argument("--val-raw-weights", action="store_true",
+                    help="with --ema-decay, validate the raw weights too (one more validation per epoch; "
+                         "the same run without --ema-decay gives them too, up to float rounding)")
     ap.add_argument("--init-from", default="",
                     help="start from these weights (a best_params.npz) instead of a random init; an "
                          "identity component they lack starts at zero, so the start is the same model")
@@ -276,7 +279,7 @@ def main(argv=None):
             rec["val_s"] = round(time.time() - t1, 2)
             rec["val"] = {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
                           for s in ("64", "256", "1024")}
-            if ema is not None:   # the raw weights too, so the average's gain is measured in the run
+            if ema is not None and args.val_raw_weights:   # the average's gain, measured in the run
                 raw, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
                 rec["val_raw_weights"] = {s: {k: round(v, 5) for k, v in raw[s].items()
                                               if k in ("NDCG@10", "Recall@10")} for s in ("64", "256", "1024")}
