@@ -51,3 +51,14 @@ def test_checkpoint_round_trips_and_refuses_another_shape(tmp_path):
     with_ema = state + ({"w": jnp.zeros((2, 3))},)
     with pytest.raises(SystemExit, match="holds 3 arrays, this configuration expects 4"):
         T.load_ckpt(path, with_ema)
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--ema-decay", "1.5"], "--ema-decay 1.5: must be in"),
+    (["--val-raw-weights"], "--val-raw-weights needs --ema-decay"),
+])
+def test_flags_that_cannot_work_are_refused_before_any_data_is_read(argv, why, capsys):
+    with pytest.raises(SystemExit) as e:
+        T.main(argv + ["--data-dir", "/nonexistent"])
+    assert e.value.code == 2
+    assert why in capsys.readouterr().err

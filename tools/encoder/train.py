@@ -153,6 +153,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not 0.0 <= args.ema_decay < 1.0:
         ap.error(f"--ema-decay {args.ema_decay}: must be in [0, 1)")
+    if args.val_raw_weights and not args.ema_decay:
+        ap.error("--val-raw-weights needs --ema-decay (without it the raw weights are the ones validated)")
     t_start = time.time()
     jax.config.update("jax_default_matmul_precision", args.precision)
     # compiled steps are reused across resumed runs (one shape per length bucket)
