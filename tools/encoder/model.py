@@ -232,6 +232,29 @@ def item_vectors(params, feats, rows=None):
     return e
 
 
+def feature_whitening(feats, shrink: float = 0.01):
+    """ZCA whitening of the item features, at the features' own overall scale: returns (mu [F],
+    P [F, F]) such that ``(feats - mu) @ P`` has covariance ``s^2 I`` with s^2 the mean variance
+    per dim of ``feats``, up to the shrinkage: ``shrink`` times the mean eigenvalue is added to
+    every eigenvalue first (so a direction of variance l ends at s^2 l / (l + shrink mean)), so
+    directions of almost no variance are not blown up into noise."""
+    x = np.asarray(feats, np.float64)
+    mu = x.mean(axis=0)
+    lam, U = np.linalg.eigh(np.cov(x - mu, rowvar=False))
+    lam = np.clip(lam, 0.0, None)
+    mean = lam.mean()
+    P = (U * (np.sqrt(mean) / np.sqrt(lam + shrink * mean))) @ U.T
+    return mu.astype(np.float32), P.astype(np.float32)
+
+
+def fold_whitening(params, mu, P):
+    """Parameters trained on whitened features ``(f - mu) @ P`` -> the same model on raw features:
+    the text projection becomes ``P @ proj_w`` and its bias ``proj_b - mu @ P @ proj_w`` (exact,
+    the projection is linear), so evaluation and export take the raw features unchanged."""
+    W = jnp.asarray(P) @ params["proj_w"]
+    return dict(params, proj_w=W, proj_b=params["proj_b"] - jnp.asarray(mu) @ W)
+
+
 def sequence_forward(params, hist, dropout: float = 0.0, key=None):
     """hist: [B, L, 1024] item vectors, left-aligned. Returns z: [B, L, 1024] (causal)."""
     mask = jnp.asarray(mrl_mask())

@@ -405,3 +405,25 @@ def test_identity_width_keeps_the_identity_out_of_the_last_dims():
     # so the item vectors past dim 64 are the text projection alone
     text_only = np.asarray(M.item_vectors(dict(params, id_emb=np.zeros_like(params["id_emb"])), feats))
     np.testing.assert_array_equal(np.asarray(M.item_vectors(params, feats))[:, 64:], text_only[:, 64:])
+
+
+def test_whitening_is_isotropic_and_folds_exactly_into_the_text_projection():
+    rng = np.random.RandomState(3)
+    # correlated, uneven features like sentence embeddings: 384 dims, a few strong directions
+    x = (rng.randn(2000, 384) @ (rng.randn(384, 384) * np.linspace(2.0, 0.05, 384)[:, None]) * 0.05
+         + 0.3).astype(np.float32)
+    mu, P = M.feature_whitening(x, shrink=0.0)
+    xw = (x - mu) @ P
+    cov = np.cov(xw.astype(np.float64), rowvar=False)
+    s2 = np.cov(x.astype(np.float64), rowvar=False).trace() / 384   # the features' own mean variance
+    np.testing.assert_allclose(cov, s2 * np.eye(384), atol=2e-3 * s2)
+    # the default shrinkage keeps every direction, and the overall scale stays about the same
+    mu, P = M.feature_whitening(x)
+    xw = (x - mu) @ P
+    assert 0.5 * s2 < np.var(xw, axis=0).mean() <= 1.0001 * s2
+    p = M.init_item_identity(jax.random.PRNGKey(0), 2000, 8)
+    p.update(M.init_params(jax.random.PRNGKey(1), n_blocks=1))
+    p["id_emb"] = jnp.asarray(rng.randn(2000, 8).astype(np.float32))
+    trained_on_whitened = M.item_vectors(p, jnp.asarray(xw))
+    folded = M.item_vectors(M.fold_whitening(p, mu, P), jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(folded), np.asarray(trained_on_whitened), atol=2e-4, rtol=1e-4)

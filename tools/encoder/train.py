@@ -15,7 +15,9 @@ dropout ``--dropout``. Validation (NDCG@10 at width 1024, full ranking) after ev
 stopping with patience 10; the best validation weights are saved to ``<out-dir>/best_params.npz``.
 With ``--ema-decay d`` the weights validated and saved are an exponential moving average of the
 trained ones (ema_update); training itself is unchanged, so a run with and one without it follow
-the same trajectory for the same seed (up to float rounding).
+the same trajectory for the same seed (up to float rounding). ``--whiten`` trains on ZCA-whitened
+title features and saves weights with the whitening folded into the text projection
+(model.fold_whitening), so evaluation and export read the raw features as before.
 
 Time budget: ``--max-minutes`` stops training cleanly (checkpoint + best weights are written);
 ``--resume`` continues from ``<out-dir>/ckpt.npz`` (parameters, optimiser state, epoch, RNG and
@@ -143,6 +145,9 @@ def main(argv=None):
     ap.add_argument("--val-raw-weights", action="store_true",
                     help="with --ema-decay, validate the raw weights too (one more validation per epoch; "
                          "the same run without --ema-decay gives them too, up to float rounding)")
+    ap.add_argument("--whiten", action="store_true",
+                    help="train on ZCA-whitened item features (model.feature_whitening); the saved weights "
+                         "have the whitening folded into the text projection, so they take raw features")
     ap.add_argument("--init-from", default="",
                     help="start from these weights (a best_params.npz) instead of a random init; an "
                          "identity component they lack starts at zero, so the start is the same model")
@@ -153,6 +158,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not 0.0 <= args.ema_decay < 1.0:
         ap.error(f"--ema-decay {args.ema_decay}: must be in [0, 1)")
+    if args.whiten and args.init_from:
+        ap.error("--whiten with --init-from: saved weights take raw features; start --whiten runs from scratch")
     if args.val_raw_weights and not args.ema_decay:
         ap.error("--val-raw-weights needs --ema-decay (without it the raw weights are the ones validated)")
     t_start = time.time()
@@ -179,6 +186,13 @@ def main(argv=None):
     print(f"backend={jax.default_backend()} devices={jax.devices()} users={len(seqs)} "
           f"train_users={len(ts.inputs)} train_positions={n_pos} steps/epoch={steps_per_epoch} "
           f"padding={1 - n_pos / sum(slots):.3f}", flush=True)
+
+    if args.whiten:   # the model trains on whitened rows; what is saved is folded back (deliverable)
+        w_mu, w_P = M.feature_whitening(feats_np)
+        feats_np = ((np.asarray(feats_np, np.float32) - w_mu) @ w_P).astype(np.float32)
+
+    def deliverable(p):
+        return M.fold_whitening(p, w_mu, w_P) if args.whiten else p
 
     feats = jnp.asarray(feats_np)
     params = M.init_params(jax.random.PRNGKey(args.seed), n_blocks=args.blocks)
@@ -291,7 +305,7 @@ def main(argv=None):
             nd = res["1024"]["NDCG@10"]
             if nd > meta["best_ndcg10"]:
                 meta["best_ndcg10"], meta["best_epoch"], meta["bad_epochs"] = nd, ep + 1, 0
-                M.save_params(M.to_numpy(judged), out / "best_params.npz")
+                M.save_params(M.to_numpy(deliverable(judged)), out / "best_params.npz")
                 rec["saved_best"] = True
             else:
                 meta["bad_epochs"] += 1
@@ -309,7 +323,7 @@ def main(argv=None):
         meta["done"] = True
         stop_reason = "epochs done"
     if args.no_val:
-        M.save_params(M.to_numpy(params if ema is None else ema), out / "last_params.npz")
+        M.save_params(M.to_numpy(deliverable(params if ema is None else ema)), out / "last_params.npz")
     save_ckpt(ckpt_path, state(), meta)
     summary = {k: meta[k] for k in ("epoch", "step", "best_ndcg10", "best_epoch", "train_seconds", "done")}
     summary["stop_reason"] = stop_reason
