@@ -70,6 +70,12 @@ def ema_update(ema, params, step, decay):
     return jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
 
 
+def val_summary(res):
+    """R@10 and N@10 at widths 64, 256 and 1024 from an ``evaluate.evaluate`` result, for the log."""
+    return {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
+            for s in ("64", "256", "1024")}
+
+
 def save_ckpt(path, state, meta):
     """Write the training state (a pytree: parameters, optimiser state and, with ``--ema-decay``,
     the averaged weights) and ``meta`` atomically."""
@@ -221,11 +227,13 @@ def main(argv=None):
     meta = {"epoch": 0, "step": 0, "best_ndcg10": -1.0, "best_epoch": 0, "bad_epochs": 0,
             "history": [], "train_seconds": 0.0, "config": vars(args), "done": False}
     ckpt_path = out / "ckpt.npz"
+
+    def state():
+        return (params, opt_state) if ema is None else (params, opt_state, ema)
+
     if args.resume and ckpt_path.exists():
-        if ema is None:
-            (params, opt_state), meta = load_ckpt(ckpt_path, (params, opt_state))
-        else:
-            (params, opt_state, ema), meta = load_ckpt(ckpt_path, (params, opt_state, ema))
+        (params, opt_state, *rest), meta = load_ckpt(ckpt_path, state())
+        ema = rest[0] if rest else None
         print(f"resumed from {ckpt_path} at epoch {meta['epoch']} step {meta['step']}", flush=True)
         if meta.get("early_stopped") or meta["epoch"] >= args.epochs:
             print("training already finished", flush=True)
@@ -244,9 +252,6 @@ def main(argv=None):
         if ema is not None:
             ema = ema_update(ema, params, step, args.ema_decay)
         return params, opt_state, ema, loss, per_size
-
-    def state():
-        return (params, opt_state) if ema is None else (params, opt_state, ema)
 
     base_key = jax.random.PRNGKey(args.seed + 1)
     last_ckpt = time.time()
@@ -293,12 +298,10 @@ def main(argv=None):
             judged = params if ema is None else ema   # the weights validated and saved
             res, _ = EV.evaluate(judged, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
             rec["val_s"] = round(time.time() - t1, 2)
-            rec["val"] = {s: {k: round(v, 5) for k, v in res[s].items() if k in ("NDCG@10", "Recall@10")}
-                          for s in ("64", "256", "1024")}
+            rec["val"] = val_summary(res)
             if ema is not None and args.val_raw_weights:   # the average's gain, measured in the run
                 raw, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
-                rec["val_raw_weights"] = {s: {k: round(v, 5) for k, v in raw[s].items()
-                                              if k in ("NDCG@10", "Recall@10")} for s in ("64", "256", "1024")}
+                rec["val_raw_weights"] = val_summary(raw)
             if args.val_agreement_users:
                 agr = EV.prefix_agreement(judged, feats_np, seqs[: args.val_agreement_users], "val")
                 rec["val_agreement"] = {w: {d: round(v, 4) for d, v in row.items()} for w, row in agr.items()}
