@@ -42,6 +42,41 @@ def load_features(path: str | Path = "datasets/beauty/item_features.npy") -> np.
     return f
 
 
+def title_words(titles, min_df: int = 2, max_df: float = 0.1):
+    """Title words as item side information: -> (item [nnz], word [nnz], weight [nnz], vocab).
+
+    An item's words are its title's lowercase alphanumeric tokens, plus ``brand:<first token>``
+    and ``brand:<first two tokens>`` (the brand usually leads an Amazon title). A word is kept
+    when between ``min_df`` items and a ``max_df`` share of them have it (a word of one item says
+    nothing another item's identity does not; ``ounce`` or ``for`` say nothing at all). Pair k says
+    item ``item[k]`` (row, 0-based) has word ``word[k]``; an item's weights are 1/sqrt(its number
+    of kept words), so a long title does not outweigh a short one. Rows follow ``titles``."""
+    import re
+    docs = []
+    for t in titles:
+        toks = re.findall(r"[a-z0-9]+", (t or "").lower())
+        words = set(toks)
+        if toks:
+            words.add("brand:" + toks[0])
+            words.add("brand:" + " ".join(toks[:2]))
+        docs.append(words)
+    df: dict = {}
+    for d in docs:
+        for w in d:
+            df[w] = df.get(w, 0) + 1
+    cap = max_df * len(titles)
+    vocab = sorted(w for w, c in df.items() if min_df <= c <= cap)
+    index = {w: i for i, w in enumerate(vocab)}
+    item, word, weight = [], [], []
+    for r, d in enumerate(docs):
+        kept = sorted(index[w] for w in d if w in index)
+        for i in kept:
+            item.append(r)
+            word.append(i)
+            weight.append(1.0 / np.sqrt(len(kept)))
+    return (np.asarray(item, np.int32), np.asarray(word, np.int32), np.asarray(weight, np.float32), vocab)
+
+
 def bucket_len(n: int, max_len: int = 50, buckets=BUCKETS) -> int:
     """The smallest bucket length >= n (capped at max_len)."""
     for b in buckets:

@@ -206,6 +206,30 @@ def init_item_identity(key, n_items: int, rank: int, d: int = D, width: int = 0)
     return {"id_emb": jnp.zeros((n_items, rank), jnp.float32), "id_proj_w": A}
 
 
+def init_title_words(n_words: int, rank: int) -> dict:
+    """Title-word vectors for the item-identity component: item i's identity row becomes
+    ``a_i + sum_k w_ik v_k`` over its title words k (``data.title_words``), so items that share a
+    brand or a product word share part of their identity. Zero at the start (the model is
+    unchanged); ``fold_title_words`` turns them into plain identity rows."""
+    return {"word_emb": jnp.zeros((n_words, rank), jnp.float32)}
+
+
+def fold_title_words(params, words):
+    """Parameters with ``word_emb`` -> the same model as a plain identity table: ``id_emb`` plus
+    each row's weighted sum of its word vectors (exact; differentiable, so training calls it
+    inside the loss). ``words``: (item [nnz], word [nnz], weight [nnz]) from ``data.title_words``.
+    Parameters without ``word_emb`` come back unchanged. What is saved and exported is folded, so
+    a cold item (outside the table) gets the title projection alone, as before."""
+    if "word_emb" not in params:
+        return params
+    item, word, weight = (jnp.asarray(a) for a in words)
+    table = params["id_emb"]
+    add = jax.ops.segment_sum(weight[:, None] * params["word_emb"][word], item, num_segments=table.shape[0])
+    out = {k: v for k, v in params.items() if k != "word_emb"}
+    out["id_emb"] = table + add
+    return out
+
+
 def identity_columns(width: int, d: int = D):
     """[d] float mask: 1 for the item vector's dims below ``width``, 0 from there on."""
     return (jnp.arange(d) < width).astype(jnp.float32)

@@ -427,3 +427,36 @@ def test_whitening_is_isotropic_and_folds_exactly_into_the_text_projection():
     trained_on_whitened = M.item_vectors(p, jnp.asarray(xw))
     folded = M.item_vectors(M.fold_whitening(p, mu, P), jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(folded), np.asarray(trained_on_whitened), atol=2e-4, rtol=1e-4)
+
+
+def test_title_words_share_identity_and_fold_exactly_into_the_table():
+    import data as Dt
+    titles = ["Maybelline Great Lash Mascara", "Maybelline Lash Sensational Mascara, Black",
+              "OPI Nail Lacquer Red", "OPI Nail Envy", "", "Unique Thing"]
+    item, word, weight, vocab = Dt.title_words(titles, min_df=2, max_df=0.5)
+    # words of one item only are dropped; the brand features are kept when two items share them
+    assert "brand:maybelline" in vocab and "brand:opi" in vocab and "brand:opi nail" in vocab
+    assert "unique" not in vocab and "great" not in vocab
+    assert 4 not in item and 5 not in item              # the empty title and the unique one: no words
+    for r in set(item.tolist()):                        # weights 1/sqrt(number of kept words)
+        k = (item == r).sum()
+        np.testing.assert_allclose(weight[item == r], 1.0 / np.sqrt(k))
+    words = (item, word, weight)
+    rng = np.random.RandomState(5)
+    p = M.init_item_identity(jax.random.PRNGKey(0), len(titles), 4)
+    p["id_emb"] = jnp.asarray(rng.randn(len(titles), 4).astype(np.float32))
+    p.update(M.init_title_words(len(vocab), 4))
+    # zero word vectors: the same model as the plain table
+    np.testing.assert_array_equal(np.asarray(M.fold_title_words(p, words)["id_emb"]), np.asarray(p["id_emb"]))
+    p["word_emb"] = jnp.asarray(rng.randn(len(vocab), 4).astype(np.float32))
+    folded = M.fold_title_words(p, words)
+    assert "word_emb" not in folded
+    dense = np.zeros((len(titles), len(vocab)), np.float32)
+    dense[item, word] = weight
+    np.testing.assert_allclose(np.asarray(folded["id_emb"]),
+                               np.asarray(p["id_emb"]) + dense @ np.asarray(p["word_emb"]), atol=1e-5)
+    # a word vector gets a gradient from every item that has the word, none from the others
+    w_ml = vocab.index("brand:maybelline")
+    g = jax.grad(lambda q: M.fold_title_words(q, words)["id_emb"][0].sum())(p)["word_emb"]
+    assert np.abs(np.asarray(g[w_ml])).sum() > 0
+    assert np.abs(np.asarray(g[vocab.index("brand:opi")])).sum() == 0

@@ -18,6 +18,10 @@ trained ones (ema_update); training itself is unchanged, so a run with and one w
 the same trajectory for the same seed (up to float rounding). ``--whiten`` trains on ZCA-whitened
 title features and saves weights with the whitening folded into the text projection
 (model.fold_whitening), so evaluation and export read the raw features as before.
+``--title-words`` (with ``--item-rank``) adds a vector per title word (data.title_words: the words
+and the leading brand tokens that 2 to 10% of items share) to the identity row of every item whose
+title has it (model.fold_title_words), so rarely bought items share identity with their brand;
+validation and the saved weights see it folded into the identity table, so export is unchanged.
 
 Time budget: ``--max-minutes`` stops training cleanly (checkpoint + best weights are written);
 ``--resume`` continues from ``<out-dir>/ckpt.npz`` (parameters, optimiser state, epoch, RNG and
@@ -48,6 +52,7 @@ import optax
 
 import data as D
 import evaluate as EV
+import features as F
 import model as M
 
 
@@ -94,7 +99,7 @@ def load_ckpt(path, state_like):
     stored = sum(1 for k in z.files if k.startswith("l"))
     if stored != n:
         raise SystemExit(f"{path}: holds {stored} arrays, this configuration expects {n} "
-                         f"(was it written with a different --ema-decay or --item-rank?)")
+                         f"(was it written with a different --ema-decay, --item-rank or --title-words?)")
     leaves = [jnp.asarray(z[f"l{i}"]) for i in range(n)]
     return jax.tree_util.tree_unflatten(treedef, leaves), json.loads(str(z["meta"]))
 
@@ -145,6 +150,10 @@ def main(argv=None):
     ap.add_argument("--identity-width", type=int, default=0,
                     help="the identity component feeds only the item vector's first N dims (one of the "
                          "Matryoshka sizes; 0: all of them)")
+    ap.add_argument("--title-words", action="store_true",
+                    help="share identity between items through their title words (model.fold_title_words: "
+                         "an item's identity row is its own row plus its words' vectors; needs --item-rank; "
+                         "what is saved is folded into the identity table, so export is unchanged)")
     ap.add_argument("--ema-decay", type=float, default=0.0,
                     help="validate and save an exponential moving average of the weights with this decay "
                          "(for example 0.998; 0: off, the raw weights)")
@@ -197,7 +206,17 @@ def main(argv=None):
         w_mu, w_P = M.feature_whitening(feats_np)
         feats_np = ((np.asarray(feats_np, np.float32) - w_mu) @ w_P).astype(np.float32)
 
+    words = None
+    if args.title_words:
+        item, word, weight, vocab = D.title_words(F.load_titles(D.resolve(args.data_dir)))
+        words = (item, word, weight)
+        print(f"title words: {len(vocab)} words, {len(item)} item-word pairs", flush=True)
+
+    def view(p):      # the trained parameters -> the model they stand for (title words folded in)
+        return M.fold_title_words(p, words) if words is not None else p
+
     def deliverable(p):
+        p = view(p)
         return M.fold_whitening(p, w_mu, w_P) if args.whiten else p
 
     feats = jnp.asarray(feats_np)
@@ -210,6 +229,11 @@ def main(argv=None):
     if args.item_rank and "id_emb" not in params:
         params.update(M.init_item_identity(jax.random.PRNGKey(args.seed + 7), feats_np.shape[0], args.item_rank,
                                            width=args.identity_width))
+    if args.title_words:
+        if "id_emb" not in params:
+            ap.error("--title-words: the model has no item-identity component (add --item-rank)")
+        if "word_emb" not in params:
+            params.update(M.init_title_words(len(vocab), params["id_emb"].shape[1]))
     if args.identity_width and "id_proj_w" not in params:
         ap.error(f"--identity-width {args.identity_width}: the model has no item-identity component "
                  "(add --item-rank, or --init-from a model that has one)")
@@ -242,7 +266,9 @@ def main(argv=None):
 
     @jax.jit
     def train_step(params, opt_state, ema, ids, labels, weights, key, step):
-        (loss, per_size), grads = jax.value_and_grad(M.mrl_loss, has_aux=True)(
+        # the gradient is taken through view(), so title-word vectors learn from every item using them
+        loss_of = lambda p, *rest: M.mrl_loss(view(p), *rest)
+        (loss, per_size), grads = jax.value_and_grad(loss_of, has_aux=True)(
             params, feats, ids, labels, weights, args.dropout, key,
             args.distill_weight, args.distill_tau, args.distill_topk,
             args.cascade_weight, args.cascade_top, args.cascade_boundary, args.small_ce_weight,
@@ -296,14 +322,14 @@ def main(argv=None):
         if not args.no_val:
             t1 = time.time()
             judged = params if ema is None else ema   # the weights validated and saved
-            res, _ = EV.evaluate(judged, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+            res, _ = EV.evaluate(view(judged), feats_np, seqs, "val", args.eval_batch_size, args.max_len)
             rec["val_s"] = round(time.time() - t1, 2)
             rec["val"] = val_summary(res)
             if ema is not None and args.val_raw_weights:   # the average's gain, measured in the run
-                raw, _ = EV.evaluate(params, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+                raw, _ = EV.evaluate(view(params), feats_np, seqs, "val", args.eval_batch_size, args.max_len)
                 rec["val_raw_weights"] = val_summary(raw)
             if args.val_agreement_users:
-                agr = EV.prefix_agreement(judged, feats_np, seqs[: args.val_agreement_users], "val")
+                agr = EV.prefix_agreement(view(judged), feats_np, seqs[: args.val_agreement_users], "val")
                 rec["val_agreement"] = {w: {d: round(v, 4) for d, v in row.items()} for w, row in agr.items()}
             nd = res["1024"]["NDCG@10"]
             if nd > meta["best_ndcg10"]:
