@@ -8,6 +8,7 @@ All arrays are LEFT-aligned: row b holds its items at positions 0..n_b-1, zeros 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,6 @@ def title_words(titles, min_df: int = 2, max_df: float = 0.1):
     nothing another item's identity does not; ``ounce`` or ``for`` say nothing at all). Pair k says
     item ``item[k]`` (row, 0-based) has word ``word[k]``; an item's weights are 1/sqrt(its number
     of kept words), so a long title does not outweigh a short one. Rows follow ``titles``."""
-    import re
     docs = []
     for t in titles:
         toks = re.findall(r"[a-z0-9]+", (t or "").lower())
