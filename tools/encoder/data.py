@@ -9,6 +9,7 @@ All arrays are LEFT-aligned: row b holds its items at positions 0..n_b-1, zeros 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,7 @@ def title_words(titles, min_df: int = 2, max_df: float = 0.1):
             words.add("brand:" + toks[0])
             words.add("brand:" + " ".join(toks[:2]))
         docs.append(words)
-    df: dict = {}
-    for d in docs:
-        for w in d:
-            df[w] = df.get(w, 0) + 1
+    df = Counter(w for d in docs for w in d)
     cap = max_df * len(titles)
     vocab = sorted(w for w, c in df.items() if min_df <= c <= cap)
     index = {w: i for i, w in enumerate(vocab)}

@@ -215,9 +215,8 @@ def main(argv=None):
     def view(p):      # the trained parameters -> the model they stand for (title words folded in)
         return M.fold_title_words(p, words) if words is not None else p
 
-    def deliverable(p):
-        p = view(p)
-        return M.fold_whitening(p, w_mu, w_P) if args.whiten else p
+    def deliverable(model):   # a view()ed model -> the weights saved (the whitening folded in)
+        return M.fold_whitening(model, w_mu, w_P) if args.whiten else model
 
     feats = jnp.asarray(feats_np)
     params = M.init_params(jax.random.PRNGKey(args.seed), n_blocks=args.blocks)
@@ -232,8 +231,7 @@ def main(argv=None):
     if args.title_words:
         if "id_emb" not in params:
             ap.error("--title-words: the model has no item-identity component (add --item-rank)")
-        if "word_emb" not in params:
-            params.update(M.init_title_words(len(vocab), params["id_emb"].shape[1]))
+        params.update(M.init_title_words(len(vocab), params["id_emb"].shape[1]))
     if args.identity_width and "id_proj_w" not in params:
         ap.error(f"--identity-width {args.identity_width}: the model has no item-identity component "
                  "(add --item-rank, or --init-from a model that has one)")
@@ -321,15 +319,15 @@ def main(argv=None):
                "loss_by_size": [round(float(x) / max(1, nb), 3) for x in np.asarray(sizes_loss)]}
         if not args.no_val:
             t1 = time.time()
-            judged = params if ema is None else ema   # the weights validated and saved
-            res, _ = EV.evaluate(view(judged), feats_np, seqs, "val", args.eval_batch_size, args.max_len)
+            judged = view(params if ema is None else ema)   # the model validated and saved
+            res, _ = EV.evaluate(judged, feats_np, seqs, "val", args.eval_batch_size, args.max_len)
             rec["val_s"] = round(time.time() - t1, 2)
             rec["val"] = val_summary(res)
             if ema is not None and args.val_raw_weights:   # the average's gain, measured in the run
                 raw, _ = EV.evaluate(view(params), feats_np, seqs, "val", args.eval_batch_size, args.max_len)
                 rec["val_raw_weights"] = val_summary(raw)
             if args.val_agreement_users:
-                agr = EV.prefix_agreement(view(judged), feats_np, seqs[: args.val_agreement_users], "val")
+                agr = EV.prefix_agreement(judged, feats_np, seqs[: args.val_agreement_users], "val")
                 rec["val_agreement"] = {w: {d: round(v, 4) for d, v in row.items()} for w, row in agr.items()}
             nd = res["1024"]["NDCG@10"]
             if nd > meta["best_ndcg10"]:
@@ -352,7 +350,7 @@ def main(argv=None):
         meta["done"] = True
         stop_reason = "epochs done"
     if args.no_val:
-        M.save_params(M.to_numpy(deliverable(params if ema is None else ema)), out / "last_params.npz")
+        M.save_params(M.to_numpy(deliverable(view(params if ema is None else ema))), out / "last_params.npz")
     save_ckpt(ckpt_path, state(), meta)
     summary = {k: meta[k] for k in ("epoch", "step", "best_ndcg10", "best_epoch", "train_seconds", "done")}
     summary["stop_reason"] = stop_reason
